@@ -1,0 +1,174 @@
+"""``medsr``: list networks, upscale a volume, evaluate networks against bicubic, train.
+
+Errors a user can cause print one line on stderr and exit with code 2; nothing partial is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from engine.errors import Cancelled, MedSRError
+
+EXIT_USAGE = 2
+
+
+def _progress_bar(total: int, desc: str):
+    """A tqdm bar on a terminal, nothing otherwise (scripts and CI get clean output)."""
+    if not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="slice", leave=False)
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from engine.catalog import model_catalog
+
+    rows = model_catalog()
+    if args.json:
+        print(json.dumps(rows, indent=1))
+        return 0
+    print(f"{'name':11s} {'scales':15s} {'params':>9s}  {'trained':8s} paper")
+    for r in rows:
+        trained = "n/a" if r["needs_weights"] is False else ("yes" if r["trained"] else "NO")
+        print(f"{r['name']:11s} {r['scales_text']:15s} {r['parameters']:9d}  {trained:8s} {r['paper'][:70]}")
+    return 0
+
+
+def cmd_upscale(args: argparse.Namespace) -> int:
+    from engine.export import export_volume
+    from engine.inference import Progress, Upscaler, upscale_volume
+    from engine.io import load_volume
+
+    out = Path(args.output)
+    if out.exists() and not args.overwrite:
+        raise MedSRError("output exists (use --overwrite to replace it)", out)
+    upscaler = Upscaler.load(args.model, args.scale, weights=args.weights, device=args.device)
+    volume = load_volume(Path(args.input))
+    gen = upscale_volume(volume, upscaler, args.scale, plane=args.plane)
+    bar = None
+    while True:
+        try:
+            p: Progress = next(gen)
+        except StopIteration as stop:
+            result = stop.value
+            break
+        if bar is None:
+            bar = _progress_bar(p.total, f"{args.model} x{args.scale:g}")
+        if bar is not None:
+            bar.n = p.done
+            bar.refresh()
+    if bar is not None:
+        bar.close()
+    for note in upscaler.notes:
+        print(f"note: {note}", file=sys.stderr)
+    export_volume(result, out, upscaler, args.scale, overwrite=args.overwrite)
+    sp = ", ".join(f"{s:.4g}" for s in result.spacing)
+    print(f"wrote {out} ({'x'.join(map(str, result.shape))}, spacing {sp} mm) — SR, not acquired data")
+    return 0
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from engine.evaluation import evaluate_volume
+    from engine.inference import Upscaler
+    from engine.io import load_volume
+
+    names = ["bicubic"] + [m for m in args.models.split(",") if m and m != "bicubic"]
+    upscalers = [Upscaler.load(n, args.scale, device=args.device) for n in names]
+    volume = load_volume(Path(args.input))
+    ev = evaluate_volume(volume, upscalers, args.scale, slices=args.slices, blur=args.blur, plane=args.plane)
+    if args.json:
+        print(json.dumps(ev.as_dict(), indent=1))
+        return 0
+    print(f"{ev.source}: x{ev.scale:g}, {len(ev.slice_indices)} slices, data range {ev.data_range:.4g} "
+          f"(HR max-min), border {int(-(-ev.scale // 1))} px cropped{', LR blurred k3/s1' if ev.blur else ''}")
+    print(f"{'model':11s} {'PSNR':>7s} {'SSIM':>7s} {'PSNRfg':>7s} {'SSIMfg':>7s} {'gain_fg':>7s} {'params':>9s} {'ms/slice':>9s}")
+    ref = ev.results[0].scores.psnr_fg
+    for r in ev.results:
+        s = r.scores
+        print(f"{r.model:11s} {s.psnr:7.2f} {s.ssim:7.4f} {s.psnr_fg:7.2f} {s.ssim_fg:7.4f} "
+              f"{s.psnr_fg - ref:+7.2f} {r.parameters:9d} {r.ms_per_slice:9.1f}")
+    return 0
+
+
+def cmd_train(argv: Sequence[str]) -> int:
+    from training.cli import main as train_main
+
+    return train_main(list(argv))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="medsr", description="MedSR: super-resolution for MRI and CT volumes")
+    p.add_argument("--verbose", action="store_true", help="log details (and tracebacks) to stderr")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    m = sub.add_parser("models", help="list every registered network")
+    m.add_argument("--json", action="store_true")
+    m.set_defaults(func=cmd_models)
+
+    u = sub.add_parser("upscale", help="super-resolve a NIfTI file or DICOM series in-plane")
+    u.add_argument("input")
+    u.add_argument("-o", "--output", required=True, help=".nii/.nii.gz file, or a folder for a DICOM series")
+    u.add_argument("--model", required=True)
+    u.add_argument("--scale", type=float, required=True)
+    u.add_argument("--weights", type=Path, default=None, help="weights file (default: the shipped ones)")
+    u.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    u.add_argument("--plane", default=None, help="axial, coronal, sagittal or 0/1/2 (default: acquisition plane)")
+    u.add_argument("--overwrite", action="store_true")
+    u.set_defaults(func=cmd_upscale)
+
+    e = sub.add_parser("evaluate", help="simulate LR from a volume; PSNR/SSIM of networks vs bicubic")
+    e.add_argument("input")
+    e.add_argument("--models", default="", help="comma-separated model names (bicubic is always included)")
+    e.add_argument("--scale", type=float, required=True)
+    e.add_argument("--slices", type=int, default=8)
+    e.add_argument("--blur", action="store_true", help="add the Gaussian blur (k3, sigma 1) after downscaling")
+    e.add_argument("--plane", default=None)
+    e.add_argument("--device", default="auto")
+    e.add_argument("--json", action="store_true")
+    e.set_defaults(func=cmd_evaluate)
+
+    sub.add_parser("train", help="train a network (see `medsr train --help`)", add_help=False)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] == "train":
+        return _guarded(lambda: cmd_train(argv[1:]), verbose="--verbose" in argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    return _guarded(lambda: args.func(args), verbose=args.verbose)
+
+
+def _guarded(fn, verbose: bool) -> int:
+    try:
+        return int(fn() or 0)
+    except MedSRError as exc:
+        print(f"medsr: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except Cancelled:
+        print("medsr: cancelled", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("medsr: interrupted", file=sys.stderr)
+        return 130
+    except MemoryError:
+        print("medsr: error: out of memory", file=sys.stderr)
+        return EXIT_USAGE
+    except Exception as exc:  # a bug, not a user error: one line unless --verbose
+        if verbose:
+            raise
+        print(f"medsr: internal error: {type(exc).__name__}: {exc} (run with --verbose for details)",
+              file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

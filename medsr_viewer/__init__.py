@@ -1,0 +1,1 @@
+"""MedSR Viewer: the Qt GUI (PySide6 + pyqtgraph) over the engine."""

@@ -1,0 +1,119 @@
+"""Reproduce every shipped weights file: `python -m training.recipes.shipped [--only NAME] [--list]`.
+
+Each recipe trains on the training subjects of ../shared/data (see training/split.py) and validates
+on the held-out subjects. Fixed-scale networks train x2 from scratch, then x3 and x4 start from the x2
+weights (transfer learning: every tensor but the upsampler carries over). Runs are resumable: a run
+whose checkpoint exists continues from it; a run whose weights exist is skipped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from engine.resources import shipped_weights_dir
+from training.split import split_paths
+
+REPO = Path(__file__).resolve().parents[2]
+DATA = Path(os.environ.get("MEDSR_SHARED_DATA", REPO.parent / "shared" / "data"))
+
+
+@dataclass(frozen=True)
+class Recipe:
+    arch: str
+    scale: float | None
+    minutes: float
+    batch_size: int = 16
+    patch: int = 96
+    lr: float = 2e-4
+    loss: str = "l1"
+    init_from: float | None = None  # scale whose weights start this run
+    extra: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def out(self) -> Path:
+        name = self.arch if self.scale is None else f"{self.arch}_x{self.scale:g}"
+        return shipped_weights_dir() / f"{name}.safetensors"
+
+    def init_path(self) -> Path | None:
+        if self.init_from is None:
+            return None
+        return shipped_weights_dir() / f"{self.arch}_x{self.init_from:g}.safetensors"
+
+
+def fixed_scale(arch: str, x2_minutes: float, other_minutes: float, **kw) -> list[Recipe]:
+    return [
+        Recipe(arch, 2.0, x2_minutes, **kw),
+        Recipe(arch, 3.0, other_minutes, init_from=2.0, **kw),
+        Recipe(arch, 4.0, other_minutes, init_from=2.0, **kw),
+    ]
+
+
+RECIPES: list[Recipe] = [
+    *fixed_scale("new_carn", 4, 2),
+    *fixed_scale("carn", 4, 2),
+    *fixed_scale("fmen", 5, 2.5),
+    *fixed_scale("edsr", 8, 4),
+    *fixed_scale("wdsr", 6, 3),
+    *fixed_scale("srcnn", 3, 2, patch=64),
+    *fixed_scale("srcnn_ct", 3, 2, patch=64),
+    *fixed_scale("vdsr", 4, 2, patch=64),
+    *fixed_scale("srgan", 5, 2.5),
+    Recipe("meta_srgan", None, 12),
+]
+
+
+def command(r: Recipe, data: list[Path], val: list[Path], threads: int | None) -> list[str]:
+    cmd = [sys.executable, "-m", "engine.cli", "train", "--arch", r.arch, "--out", str(r.out),
+           "--minutes", str(r.minutes), "--batch-size", str(r.batch_size), "--patch", str(r.patch),
+           "--lr", str(r.lr), "--loss", r.loss, "--progress", "json", "--val-every", "100",
+           "--checkpoint-minutes", "1", "--lr-step", "1000000",
+           "--data", *map(str, data), "--val-data", *map(str, val)]
+    if r.scale is not None:
+        cmd += ["--scale", f"{r.scale:g}"]
+    ckpt = r.out.with_name(r.out.name.removesuffix(".safetensors") + ".ckpt.safetensors")
+    if ckpt.exists():
+        cmd += ["--resume", str(ckpt)]
+    elif r.init_path() is not None:
+        cmd += ["--init", str(r.init_path())]
+    if threads:
+        cmd += ["--threads", str(threads)]
+    return [*cmd, *r.extra]
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--only", nargs="*", default=None, help="architectures to run (default: all)")
+    ap.add_argument("--list", action="store_true")
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--log-dir", type=Path, default=REPO / "runs")
+    args = ap.parse_args()
+    train, val = split_paths(DATA)
+    args.log_dir.mkdir(parents=True, exist_ok=True)
+    for r in RECIPES:
+        if args.only and r.arch not in args.only:
+            continue
+        cmd = command(r, train, val, args.threads)
+        if args.list:
+            print(" ".join(cmd))
+            continue
+        if r.out.exists():
+            print(f"skip {r.out.name}: exists", flush=True)
+            continue
+        if r.init_path() is not None and not r.init_path().exists():
+            print(f"skip {r.out.name}: needs {r.init_path().name} first", flush=True)
+            continue
+        log = args.log_dir / (r.out.name.removesuffix(".safetensors") + ".jsonl")
+        print(f"train {r.out.name} ({r.minutes} min) -> log {log}", flush=True)
+        with open(log, "a") as fh:
+            res = subprocess.run(cmd, stdout=fh, stderr=subprocess.STDOUT, cwd=REPO)
+        print(f"  exit {res.returncode}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
