@@ -21,13 +21,14 @@ GAUSSIAN_SIGMA = 1.0
 def lr_size(n: int, scale: float) -> int:
     """LR length for an HR length ``n``: the largest h <= n/scale with h*scale whole, if one is near.
 
-    For factors like 2.5 an exact h exists close to n/scale; for awkward factors (1.37) it may not, and
-    we take floor(n/scale) (the HR side is then cropped to round(h*scale)).
+    Like ../shared/tools/sr_eval.py, h steps down from floor(n/scale) until h*scale is whole (2.7 needs
+    a multiple of 10); if none exists within half of the size (awkward factors such as 1.37) we take
+    floor(n/scale) and the HR side becomes round(h*scale).
     """
     if scale <= 0:
         raise ValueError(f"scale must be positive, got {scale}")
     h = int(math.floor(n / scale + 1e-9))
-    for cand in range(h, max(0, int(h * 0.9)) - 1, -1):
+    for cand in range(h, max(0, h // 2) - 1, -1):
         if cand > 0 and abs(cand * scale - round(cand * scale)) < 1e-6:
             return cand
     return h

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from engine.atomic import atomic_path
+from engine.io.atomic import replace_file_atomically
 from engine.inference import Upscaler
 from engine.io import save_volume
 from engine.volume import Volume
@@ -40,5 +40,5 @@ def export_volume(volume: Volume, out: Path, upscaler: Upscaler, scale: float, *
     save_volume(volume, out, description=desc, derivation=derivation_text(upscaler, scale), overwrite=overwrite)
     if is_nifti_path(out):
         sidecar = out.with_name(out.name.removesuffix(".gz").removesuffix(".nii") + ".json")
-        with atomic_path(sidecar) as tmp:
+        with replace_file_atomically(sidecar) as tmp:
             tmp.write_text(json.dumps(provenance(upscaler, scale), indent=1))

@@ -152,6 +152,8 @@ class Upscaler:
 
     def _run_tiled(self, lr: torch.Tensor, scale: float, tile: int) -> torch.Tensor:
         h, w = lr.shape[-2:]
+        if hasattr(self.model, "encode"):
+            return self._run_encode_decode(lr, scale, tile)
         if (h <= tile and w <= tile) or not float(scale).is_integer():
             return self._forward(lr, scale)
         s = int(scale)
@@ -166,6 +168,14 @@ class Upscaler:
                 oy, ox = (y0 - ya) * s, (x0 - xa) * s
                 out[..., y0 * s : y1 * s, x0 * s : x1 * s] = sr[..., oy : oy + (y1 - y0) * s, ox : ox + (x1 - x0) * s]
         return out
+
+    def _run_encode_decode(self, lr: torch.Tensor, scale: float, tile: int) -> torch.Tensor:
+        """Arbitrary-scale networks: encode once, decode the output in bands of rows (bounded memory)."""
+        enc = self.model.encode(lr)
+        oh, ow = output_size(lr.shape[-2], lr.shape[-1], scale)
+        band = max(8, (tile * tile) // max(1, ow))
+        parts = [self.model.decode(enc, scale, (y0, 0, min(oh, y0 + band), ow)) for y0 in range(0, oh, band)]
+        return torch.cat(parts, dim=-2)
 
     # --- arrays in original units ---------------------------------------------------------------
     def upscale_slice(self, image: np.ndarray, scale: float, normalizer: Normalizer | None = None) -> np.ndarray:

@@ -17,7 +17,8 @@ class Volume:
     patient's Right (sagittal slices are ``data[i]``), axis 1 towards Anterior (coronal slices
     ``data[:, j]``), axis 2 towards Superior (axial slices ``data[:, :, k]``). ``affine`` maps voxel
     indices (i, j, k) to RAS+ millimetres. ``metadata`` holds loader extras (e.g. the DICOM reference
-    header used to write a derived series, other series found beside the one loaded).
+    header used to write a derived series, other series found beside the one loaded); the keys
+    ``engine.io`` sets are listed in its package docstring.
     """
 
     data: np.ndarray

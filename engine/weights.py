@@ -18,7 +18,7 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from engine.atomic import atomic_path
+from engine.io.atomic import replace_file_atomically
 from engine.errors import WeightsError
 from engine.models import build_model, get_card
 from engine.resources import shipped_weights_dir
@@ -46,7 +46,7 @@ def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
         h.update(name.encode())
         h.update(str(t.dtype).encode())
         h.update(str(tuple(t.shape)).encode())
-        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
     return h.hexdigest()
 
 
@@ -73,7 +73,7 @@ def save_weights(
         "sha256": digest,
     }
     path = Path(path)
-    with atomic_path(path) as tmp:
+    with replace_file_atomically(path) as tmp:
         save_file(tensors, str(tmp), metadata=meta)
     return digest
 

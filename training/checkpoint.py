@@ -15,7 +15,7 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from engine.atomic import atomic_path
+from engine.io.atomic import replace_file_atomically
 from engine.errors import MedSRError
 
 FORMAT = "medsr-checkpoint/1"
@@ -62,7 +62,7 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     tensors: dict[str, torch.Tensor] = {}
     tree = _encode(state, "s", tensors)
     meta = {"format": FORMAT, "tree": json.dumps(tree)}
-    with atomic_path(Path(path)) as tmp:
+    with replace_file_atomically(Path(path)) as tmp:
         save_file(tensors, str(tmp), metadata=meta)
 
 

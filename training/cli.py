@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", type=Path, default=None, help="continue from a checkpoint")
     p.add_argument("--checkpoint", type=Path, default=None, help="checkpoint path (default: OUT.ckpt.safetensors)")
     p.add_argument("--checkpoint-minutes", type=float, default=5.0)
+    p.add_argument("--checkpoint-every", type=int, default=None, help="checkpoint every N steps")
     p.add_argument("--val-every", type=int, default=250)
     p.add_argument("--arch-args", type=json.loads, default={}, help='JSON constructor overrides, e.g. \'{"blocks": 8}\'')
     p.add_argument("--pretrain-steps", type=int, default=None, help="GAN: L1-only steps first")
@@ -54,7 +55,7 @@ def config_from_args(a: argparse.Namespace) -> TrainConfig:
         arch=a.arch, scale=a.scale, data=list(a.data), val_data=list(a.val_data), out=a.out, steps=a.steps,
         minutes=a.minutes, batch_size=a.batch_size, patch=a.patch, lr=a.lr, lr_step=a.lr_step,
         lr_gamma=a.lr_gamma, loss=a.loss, blur=a.blur, seed=a.seed, device=a.device, init=a.init,
-        resume=a.resume, checkpoint=a.checkpoint, checkpoint_minutes=a.checkpoint_minutes,
+        resume=a.resume, checkpoint=a.checkpoint, checkpoint_minutes=a.checkpoint_minutes, checkpoint_every=a.checkpoint_every,
         val_every=a.val_every, arch_args=a.arch_args, pretrain_steps=a.pretrain_steps, feature_net=a.feature_net,
     )
 
@@ -105,9 +106,9 @@ def main(argv: Sequence[str]) -> int:
         trainer_cls = GANTrainer
     try:
         trainer = trainer_cls(cfg, emit=emit, stop=stop)
-        path = trainer.run()
+        trainer.run()
     except MedSRError as exc:
         if mode == "json":
             emit({"event": "error", "message": str(exc)})
         raise
-    return 0 if path is not None or stop.stop else 1
+    return 0

@@ -71,9 +71,9 @@ def train_feature_net(bank, steps: int, batch: int = 32, patch: int = 64, seed: 
 def save_feature_net(net: FeatureNet, path: Path) -> None:
     from safetensors.torch import save_file
 
-    from engine.atomic import atomic_path
+    from engine.io.atomic import replace_file_atomically
 
-    with atomic_path(path) as tmp:
+    with replace_file_atomically(path) as tmp:
         save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp),
                   metadata={"format": "medsr-feature-net/1"})
 

@@ -57,7 +57,7 @@ class GANTrainer(Trainer):
         self.optimizer.zero_grad(set_to_none=True)
         g_loss.backward()
         self.optimizer.step()
-        return {"l1": float(l1), "adv": float(adv), "perceptual": float(perc), "d": float(d_loss)}
+        return {"l1": l1.item(), "adv": adv.item(), "perceptual": perc.item(), "d": d_loss.item()}
 
     def schedulers(self) -> list[Any]:
         return [self.scheduler, self.d_scheduler]

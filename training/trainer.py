@@ -58,6 +58,7 @@ class TrainConfig:
     resume: Path | None = None
     checkpoint: Path | None = None
     checkpoint_minutes: float = 5.0
+    checkpoint_every: int | None = None  # steps; deterministic alternative to checkpoint_minutes
     val_every: int = 250
     log_every: int = 10
     ema: float = 0.999
@@ -190,6 +191,7 @@ class Trainer:
             self.emit_fn(event)
 
     def run(self) -> Path | None:
+        """Train to the budget; returns the exported weights (rank 0), or None if cancelled / not rank 0."""
         cfg = self.cfg
         if cfg.resume:
             self.load_state(load_checkpoint(cfg.resume))
@@ -222,7 +224,9 @@ class Trainer:
                 losses = {}
             if self.validation is not None and self.step % cfg.val_every == 0:
                 self.validate()
-            if self.rank == 0 and time.perf_counter() - last_ckpt > cfg.checkpoint_minutes * 60:
+            due = (self.step % cfg.checkpoint_every == 0) if cfg.checkpoint_every else (
+                time.perf_counter() - last_ckpt > cfg.checkpoint_minutes * 60)
+            if self.rank == 0 and due and self.step < total:
                 self.save_checkpoint()
                 last_ckpt = time.perf_counter()
         finished = self.step >= total or (cfg.minutes is not None and self.elapsed >= cfg.minutes * 60)

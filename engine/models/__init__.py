@@ -1,6 +1,18 @@
 """The network zoo. Every architecture module is imported explicitly so that it registers itself."""
 
-from engine.models import bicubic  # noqa: F401  (registers "bicubic")
+from engine.models import (  # noqa: F401  (each import registers its network)
+    bicubic,
+    carn,
+    edsr,
+    fmen,
+    meta_srgan,
+    new_carn,
+    srcnn,
+    srcnn_ct,
+    srgan,
+    vdsr,
+    wdsr,
+)
 from engine.models.registry import (
     ModelCard,
     build_model,

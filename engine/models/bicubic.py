@@ -15,7 +15,8 @@ from engine.models.registry import ModelCard, bicubic_upsample, output_size, reg
         paper="Keys, 'Cubic convolution interpolation for digital image processing', IEEE TASSP 1981",
         scales=(2.0, 3.0, 4.0),
         scale_range=(1.0, 8.0),
-        departures="No parameters; torch bicubic (a=-0.75, align_corners=False), the baseline of every table.",
+        departures="No parameters; torch bicubic (a=-0.75, align_corners=False), "
+        "the baseline of every table.",
     )
 )
 class Bicubic(nn.Module):

@@ -1,0 +1,169 @@
+"""Meta-SRGAN: an SRGAN (SRResNet) trunk with Hu et al.'s Meta-Upscale, one network for any scale.
+
+Paper: C. Tan, J. Zhu, P. Lio, "Arbitrary Scale Super-Resolution for Brain MRI Images", Artificial
+Intelligence Applications and Innovations (AIAI), IFIP AICT 583, Springer, 2020 (paper 003); the
+Meta-Upscale module is from X. Hu, H. Mu, X. Zhang, Z. Wang, T. Tan, J. Sun, "Meta-SR: A
+Magnification-Arbitrary Network for Super-Resolution", CVPR 2019. Trained on scales 1.1-4.0.
+
+Meta-Upscale: every output pixel is computed from the 3x3 neighbourhood of trunk features at the LR
+pixel it projects to, with a 3x3xC->1 kernel predicted by a weight-prediction MLP (3 -> 256 -> 9C)
+from (offset_y, offset_x, 1/s). The kernel only depends on the offsets, so the MLP runs once per
+unique row offset x unique column offset inside the requested box, and the result is applied as a
+gather of neighbourhoods + one batched einsum (never one MLP call per pixel).
+
+Coordinates are centred, consistent with bicubic align_corners=False: output pixel i maps to LR
+position u = (i + 0.5) * h / H - 0.5 (H = round(h * s), the per-axis ratio torch's bicubic uses; it
+equals (i + 0.5) / s - 0.5 when h * s is an integer), the LR pixel is floor(u) clamped to the image
+and the offset is u minus that pixel (the fractional part inside the image; at the clamped border it
+stays the true signed distance). Computed exactly in integers, so equal offsets are found exactly.
+
+API (LIIF-style, scale always an argument, never stored): ``encode(lr) -> MetaFeatures``,
+``decode(enc, scale, box=None)`` returning only the box (y0, x0, y1, x1) of the output, and
+``forward(lr, scale) = decode(encode(lr), scale)``.
+
+Departures: single channel; Hu et al. use corner-aligned offsets (i/s - floor(i/s)), we use centred
+ones; the output is a residual over bicubic upsampling (departure: makes short CPU training converge)
+with the MLP's last layer zero-initialised, so the untrained network is bicubic; the shipped trunk is
+8 blocks x 48 channels. The paper's parameter count is in a table that did not survive extraction
+(the text says it is about fifty times smaller than a 43 M EDSR).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from engine.models.blocks import bicubic_upsample_box, source_coordinates, zero_init_
+from engine.models.registry import ModelCard, output_size, register_model
+from engine.models.srgan import SRResNetTrunk
+
+_ELEMENT_BUDGET = 1 << 24  # largest gathered or predicted tensor per step, in elements (64 MB of float32)
+
+
+@dataclass(frozen=True)
+class MetaFeatures:
+    """What ``encode`` computes once per LR image: trunk features and the LR input (for the bicubic skip)."""
+
+    features: torch.Tensor  # (N, C, h, w)
+    lr: torch.Tensor  # (N, channels, h, w)
+
+
+@dataclass(frozen=True)
+class _AxisPlan:
+    """Per output row (or column) of a box: its LR pixel and which of the unique offsets it has."""
+
+    pixel: torch.Tensor  # (n,) int64, LR index
+    offset_index: torch.Tensor  # (n,) int64, into offsets
+    offsets: torch.Tensor  # (U,) float64, unique offsets
+
+
+def _axis_plan(in_size: int, out_size: int, start: int, stop: int) -> _AxisPlan:
+    num, den = source_coordinates(in_size, out_size, start, stop)
+    pixel = torch.div(num, den, rounding_mode="floor").clamp(0, in_size - 1)
+    remainder = num - pixel * den  # exact: offset = remainder / den
+    unique, inverse = torch.unique(remainder, return_inverse=True)
+    return _AxisPlan(pixel, inverse, unique.double() / den)
+
+
+@register_model(
+    ModelCard(
+        name="meta_srgan",
+        title="Meta-SRGAN (SRResNet trunk + Meta-Upscale)",
+        paper="Tan, Zhu, Lio, 'Arbitrary Scale Super-Resolution for Brain MRI Images', AIAI 2020 "
+        "(Meta-Upscale: Hu et al., 'Meta-SR', CVPR 2019)",
+        scales=(2.0, 3.0, 4.0),
+        scale_range=(1.1, 4.0),
+        ship_args={"blocks": 8, "width": 48},
+        paper_params="not in the extracted text (table missing; 'about fifty times smaller' than 43 M EDSR)",
+        departures="Single channel; centred offsets (Hu et al.: corner-aligned); residual over bicubic "
+        "(departure: makes short CPU training converge) with a zero-initialised MLP output; shipped "
+        "trunk 8 blocks x 48 channels (SRGAN: 16 x 64).",
+    )
+)
+class MetaSRGAN(nn.Module):
+    """SRResNet trunk at LR, then a Meta-Upscale to any scale in 1.1-4.0 (scale is a call argument)."""
+
+    def __init__(self, blocks: int = 16, width: int = 64, hidden: int = 256, channels: int = 1):
+        super().__init__()
+        self.trunk = SRResNetTrunk(channels, width, blocks)
+        self.weight_mlp = nn.Sequential(
+            nn.Linear(3, hidden), nn.ReLU(), nn.Linear(hidden, channels * width * 9)
+        )
+        self.channels, self.width = channels, width
+        zero_init_(self.weight_mlp[-1])
+
+    @property
+    def receptive_radius(self) -> int:
+        # trunk, the 3x3 meta kernel, and up to one pixel between an output position and its LR pixel
+        return self.trunk.radius + 1 + 1
+
+    def encode(self, lr: torch.Tensor) -> MetaFeatures:
+        return MetaFeatures(features=self.trunk(lr), lr=lr)
+
+    def decode(self, enc: MetaFeatures, scale: float,
+               box: tuple[int, int, int, int] | None = None) -> torch.Tensor:
+        """The output region box = (y0, x0, y1, x1) (output pixels, end exclusive; default: all)."""
+        scale = self._check_scale(scale)
+        h, w = enc.features.shape[-2:]
+        size = output_size(h, w, scale)
+        y0, x0, y1, x1 = box if box is not None else (0, 0, *size)
+        if not (0 <= y0 < y1 <= size[0] and 0 <= x0 < x1 <= size[1]):
+            raise ValueError(f"box {(y0, x0, y1, x1)} is not inside the {size[0]}x{size[1]} output")
+        rows, cols = _axis_plan(h, size[0], y0, y1), _axis_plan(w, size[1], x0, x1)
+        residual = self._meta_upscale(enc.features, rows, cols, scale)
+        return bicubic_upsample_box(enc.lr, size, (y0, x0, y1, x1)) + residual
+
+    def forward(self, lr: torch.Tensor, scale: float | None = None) -> torch.Tensor:
+        return self.decode(self.encode(lr), scale)
+
+    def _check_scale(self, scale: float | None) -> float:
+        if scale is None:
+            raise ValueError("meta_srgan needs the scale at call time")
+        if not self.card.serves(float(scale)):  # type: ignore[attr-defined]
+            lo, hi = self.card.scale_range  # type: ignore[attr-defined]
+            raise ValueError(f"meta_srgan serves scales {lo:g}-{hi:g}, not {scale:g}")
+        return float(scale)
+
+    def _predict_kernels(self, offsets_y: torch.Tensor, offsets_x: torch.Tensor, scale: float,
+                         like: torch.Tensor) -> torch.Tensor:
+        """One MLP evaluation per (unique row offset, unique column offset): (Uy, Ux, out, C, 3, 3)."""
+        grid_y, grid_x = torch.meshgrid(offsets_y, offsets_x, indexing="ij")
+        query = torch.stack([grid_y, grid_x, torch.full_like(grid_y, 1.0 / scale)], dim=-1)
+        predicted = self.weight_mlp(query.reshape(-1, 3).to(like))
+        return predicted.view(len(offsets_y), len(offsets_x), self.channels, self.width, 3, 3)
+
+    def _meta_upscale(self, features: torch.Tensor, rows: _AxisPlan, cols: _AxisPlan,
+                      scale: float) -> torch.Tensor:
+        """Gather each output pixel's 3x3 feature neighbourhood and contract it with its predicted kernel.
+
+        Normally one MLP call covers every unique (row, column) offset pair of the box. Only when those
+        kernels would not fit the element budget (scales whose offsets hardly repeat, on a large box)
+        is the MLP called per band of rows, on that band's unique row offsets.
+        """
+        device = features.device
+        n, c = features.shape[:2]
+        kernel_size = len(cols.offsets) * self.channels * c * 9  # elements per unique row offset
+        whole_box = len(rows.offsets) * kernel_size <= _ELEMENT_BUDGET
+        band = max(1, _ELEMENT_BUDGET // (n * c * 9 * len(cols.pixel)))
+        if whole_box:
+            kernels = self._predict_kernels(rows.offsets, cols.offsets, scale, features)
+        else:
+            band = min(band, max(1, _ELEMENT_BUDGET // kernel_size))
+        padded = F.pad(features, (1, 1, 1, 1))
+        taps = torch.arange(3, device=device)
+        row_taps = rows.pixel.to(device).unsqueeze(1) + taps  # (R, 3) in padded coordinates
+        col_taps = cols.pixel.to(device).unsqueeze(1) + taps  # (W, 3)
+        col_index = cols.offset_index.to(device)
+        out = []
+        for start in range(0, len(row_taps), band):
+            row_index = rows.offset_index[start:start + band]
+            if not whole_box:
+                used, row_index = torch.unique(row_index, return_inverse=True)
+                kernels = self._predict_kernels(rows.offsets[used], cols.offsets, scale, features)
+            band_kernels = kernels[row_index.to(device)][:, col_index]  # (r, W, out, C, 3, 3)
+            hood = padded[:, :, row_taps[start:start + band]][..., col_taps]  # (N, C, r, 3, W, 3)
+            out.append(torch.einsum("ncrawb,rwocab->norw", hood, band_kernels))
+        return torch.cat(out, dim=2)

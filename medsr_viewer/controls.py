@@ -1,0 +1,252 @@
+"""The control bar: mode, model, scale, device, blur, plane and window preset, bound to the state.
+
+Each control writes the state when the user changes it and follows the state's events otherwise;
+the state ignores writes of its current value, so the two directions cannot loop.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QColor
+from PySide6.QtWidgets import (
+    QButtonGroup,
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QHBoxLayout,
+    QLabel,
+    QStackedWidget,
+    QToolButton,
+    QWidget,
+)
+
+from engine.devices import available_devices
+from engine.models import get_card
+from medsr_viewer.model_cards import card_html, has_weights, picker_names, scale_choices
+from medsr_viewer.state import AUTO_PRESET, CT_PRESETS, ENHANCE, SIMULATE, ViewerState, preset_window
+
+CUSTOM_WINDOW = "Custom"
+
+
+def _label(text: str) -> QLabel:
+    lab = QLabel(text)
+    lab.setObjectName("barLabel")
+    return lab
+
+
+def _segmented(names: list[tuple[str, str]], tip: dict[str, str] | None = None) -> tuple[QWidget, QButtonGroup,
+                                                                                        dict[str, QToolButton]]:
+    box = QWidget()
+    lay = QHBoxLayout(box)
+    lay.setContentsMargins(0, 0, 0, 0)
+    lay.setSpacing(0)
+    group = QButtonGroup(box)
+    group.setExclusive(True)
+    buttons = {}
+    for key, text in names:
+        b = QToolButton()
+        b.setText(text)
+        b.setCheckable(True)
+        b.setObjectName("segment")
+        if tip and key in tip:
+            b.setToolTip(tip[key])
+        group.addButton(b)
+        lay.addWidget(b)
+        buttons[key] = b
+    return box, group, buttons
+
+
+class ControlsBar(QWidget):
+    """One row of controls above the panels."""
+
+    def __init__(self, state: ViewerState, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.state = state
+        self.catalog: dict[str, dict[str, Any]] = {}
+        self._updating = False
+
+        mode_box, self.mode_group, self.mode_buttons = _segmented(
+            [(SIMULATE, "Simulate"), (ENHANCE, "Enhance")],
+            {SIMULATE: "The loaded volume is ground truth: LR is degraded from it and SR is scored against it (M)",
+             ENHANCE: "The loaded volume is what was acquired: SR goes beyond its resolution (M)"})
+        for key, b in self.mode_buttons.items():
+            b.clicked.connect(lambda _c=False, k=key: setattr(self.state, "mode", k))
+
+        self.model_combo = QComboBox()
+        self.model_combo.setObjectName("modelCombo")
+        self.model_combo.setMinimumContentsLength(14)
+        self.model_combo.currentIndexChanged.connect(self._model_picked)
+
+        self.scale_combo = QComboBox()
+        self.scale_combo.setObjectName("scaleCombo")
+        self.scale_combo.currentIndexChanged.connect(self._scale_picked)
+        self.scale_spin = QDoubleSpinBox()
+        self.scale_spin.setObjectName("scaleSpin")
+        self.scale_spin.setDecimals(2)
+        self.scale_spin.setSingleStep(0.1)
+        self.scale_spin.setPrefix("×")
+        self.scale_spin.setKeyboardTracking(False)
+        self.scale_spin.valueChanged.connect(self._spin_changed)
+        self.scale_stack = QStackedWidget()
+        self.scale_stack.addWidget(self.scale_combo)
+        self.scale_stack.addWidget(self.scale_spin)
+        self.scale_stack.setFixedWidth(112)
+
+        self.device_combo = QComboBox()
+        self.device_combo.setObjectName("deviceCombo")
+        for name in ["auto", *available_devices()]:
+            self.device_combo.addItem(name.upper() if name != "auto" else "auto", name)
+        self.device_combo.setToolTip("Where the network runs: auto takes a GPU when there is one")
+        self.device_combo.currentIndexChanged.connect(
+            lambda i: setattr(self.state, "device", self.device_combo.itemData(i)))
+
+        self.blur_check = QCheckBox("blur")
+        self.blur_check.setToolTip("Add the k3/σ1 Gaussian blur to the degradation (Simulate LR, Enhance consistency)")
+        self.blur_check.toggled.connect(lambda on: setattr(self.state, "blur", on))
+
+        plane_box, self.plane_group, self.plane_buttons = _segmented(
+            [("2", "Axial"), ("1", "Coronal"), ("0", "Sagittal")],
+            {"2": "Axial slices (key 1)", "1": "Coronal slices (key 2)", "0": "Sagittal slices (key 3)"})
+        for key, b in self.plane_buttons.items():
+            b.clicked.connect(lambda _c=False, k=int(key): setattr(self.state, "axis", k))
+
+        self.window_combo = QComboBox()
+        self.window_combo.setObjectName("windowCombo")
+        self.window_combo.addItems([AUTO_PRESET, *(f"CT {n}" for n in CT_PRESETS), CUSTOM_WINDOW])
+        self.window_combo.setToolTip("Window/level presets (right-drag on any image adjusts the window)")
+        self.window_combo.currentTextChanged.connect(self._preset_picked)
+
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(6, 3, 6, 3)
+        lay.setSpacing(6)
+        for item in (_label("Mode"), mode_box, _sep(), _label("Model"), self.model_combo, _label("Scale"),
+                     self.scale_stack, _label("Device"), self.device_combo, self.blur_check, _sep(),
+                     _label("Plane"), plane_box, _sep(), _label("Window"), self.window_combo):
+            lay.addWidget(item)
+        lay.addStretch(1)
+
+        self.populate_models()
+        ev = state.events
+        ev.mode.connect(lambda _v: self.sync())
+        ev.model.connect(lambda _v: self.sync())
+        ev.scale.connect(lambda _v: self.sync())
+        ev.device.connect(lambda _v: self.sync())
+        ev.blur.connect(lambda _v: self.sync())
+        ev.axis.connect(lambda _v: self.sync())
+        ev.volume.connect(lambda _v: self.sync())
+        ev.window.connect(lambda _v: self._sync_window())
+        self.sync()
+
+    # --- model list ----------------------------------------------------------------------------
+    def populate_models(self) -> None:
+        """Every registered network; untrained ones greyed and marked, the card as tooltip."""
+        self._updating = True
+        try:
+            self.model_combo.clear()
+            for name in picker_names():
+                trained = has_weights(name, None, self.state.weights)
+                label = name if trained else f"{name}  (untrained)"
+                self.model_combo.addItem(label, name)
+                i = self.model_combo.count() - 1
+                self.model_combo.setItemData(i, card_html(name, self.catalog.get(name), self.state.weights.get(name)),
+                                             Qt.ItemDataRole.ToolTipRole)
+                if not trained:
+                    self.model_combo.setItemData(i, QColor(150, 150, 150), Qt.ItemDataRole.ForegroundRole)
+        finally:
+            self._updating = False
+        self.sync()
+
+    def set_catalog(self, rows: list[dict[str, Any]]) -> None:
+        self.catalog = {r["name"]: r for r in rows}
+        self.populate_models()
+
+    # --- user input -> state -------------------------------------------------------------------
+    def _model_picked(self, index: int) -> None:
+        if self._updating or index < 0:
+            return
+        name = self.model_combo.itemData(index)
+        fixed, continuous = scale_choices(name)
+        scale = self.state.scale
+        if fixed and all(abs(scale - s) > 1e-6 for s in fixed):
+            scale = min(fixed, key=lambda s: abs(s - scale))
+        elif continuous and not continuous[0] <= scale <= continuous[1]:
+            scale = min(max(scale, continuous[0]), continuous[1])
+        self.state.model = name
+        self.state.scale = scale
+
+    def _scale_picked(self, index: int) -> None:
+        if self._updating or index < 0:
+            return
+        self.state.scale = float(self.scale_combo.itemData(index))
+
+    def _spin_changed(self, value: float) -> None:
+        if not self._updating:
+            self.state.scale = float(value)
+
+    def _preset_picked(self, text: str) -> None:
+        if self._updating or self.state.loaded is None or text == CUSTOM_WINDOW:
+            return
+        name = text.removeprefix("CT ")
+        self.state.window = preset_window(name if name in CT_PRESETS else AUTO_PRESET, self.state.loaded)
+
+    # --- state -> widgets ----------------------------------------------------------------------
+    def sync(self) -> None:
+        s = self.state
+        self._updating = True
+        try:
+            self.mode_buttons[s.mode].setChecked(True)
+            self.plane_buttons[str(s.axis)].setChecked(True)
+            i = self.model_combo.findData(s.model)
+            if i >= 0:
+                self.model_combo.setCurrentIndex(i)
+                self.model_combo.setToolTip(self.model_combo.itemData(i, Qt.ItemDataRole.ToolTipRole))
+            fixed, continuous = scale_choices(s.model) if i >= 0 else ((2.0, 3.0, 4.0), None)
+            if continuous:
+                self.scale_spin.setRange(*continuous)
+                self.scale_spin.setValue(s.scale)
+                self.scale_stack.setCurrentWidget(self.scale_spin)
+            else:
+                self.scale_combo.clear()
+                for sc in fixed:
+                    trained = has_weights(s.model, sc, s.weights)
+                    self.scale_combo.addItem(f"×{sc:g}" if trained else f"×{sc:g} (untrained)", sc)
+                j = self.scale_combo.findData(s.scale)
+                if j < 0:
+                    j = min(range(len(fixed)), key=lambda k: abs(fixed[k] - s.scale)) if fixed else -1
+                self.scale_combo.setCurrentIndex(j)
+                self.scale_stack.setCurrentWidget(self.scale_combo)
+            d = self.device_combo.findData(s.device)
+            self.device_combo.setCurrentIndex(max(d, 0))
+            self.blur_check.setChecked(s.blur)
+        finally:
+            self._updating = False
+        self._sync_window()
+
+    def _sync_window(self) -> None:
+        s = self.state
+        text = CUSTOM_WINDOW
+        if s.loaded is not None:
+            if s.window == s.loaded.auto_window:
+                text = AUTO_PRESET
+            for name, wl in CT_PRESETS.items():
+                if s.window == wl:
+                    text = f"CT {name}"
+        self._updating = True
+        try:
+            self.window_combo.setCurrentText(text)
+        finally:
+            self._updating = False
+
+    def card_for_current(self) -> str:
+        return card_html(self.state.model, self.catalog.get(self.state.model), self.state.weights.get(self.state.model))
+
+    def model_title(self) -> str:
+        return get_card(self.state.model).title
+
+
+def _sep() -> QWidget:
+    w = QWidget()
+    w.setFixedWidth(10)
+    return w
