@@ -74,25 +74,30 @@ def cmd_upscale(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from engine.evaluation import evaluate_volume
-    from engine.inference import Upscaler
+    from engine.evaluation import evaluate_many, results_markdown
     from engine.io import load_volume
 
-    names = ["bicubic"] + [m for m in args.models.split(",") if m and m != "bicubic"]
-    upscalers = [Upscaler.load(n, args.scale, device=args.device) for n in names]
-    volume = load_volume(Path(args.input))
-    ev = evaluate_volume(volume, upscalers, args.scale, slices=args.slices, blur=args.blur, plane=args.plane)
+    scales = [float(x) for x in str(args.scale).split(",") if x]
+    volumes = [load_volume(Path(p)) for p in args.input]
+    summary = evaluate_many(volumes, args.models, scales, slices=args.slices, blur=args.blur, plane=args.plane,
+                            device=args.device)
+    if args.markdown:
+        from engine.io.atomic import replace_file_atomically
+
+        with replace_file_atomically(Path(args.markdown)) as tmp:
+            tmp.write_text(results_markdown(summary, command=" ".join(["medsr", *sys.argv[1:]])))
     if args.json:
-        print(json.dumps(ev.as_dict(), indent=1))
+        print(json.dumps(summary.as_dict(), indent=1))
         return 0
-    print(f"{ev.source}: x{ev.scale:g}, {len(ev.slice_indices)} slices, data range {ev.data_range:.4g} "
-          f"(HR max-min), border {int(-(-ev.scale // 1))} px cropped{', LR blurred k3/s1' if ev.blur else ''}")
-    print(f"{'model':11s} {'PSNR':>7s} {'SSIM':>7s} {'PSNRfg':>7s} {'SSIMfg':>7s} {'gain_fg':>7s} {'params':>9s} {'ms/slice':>9s}")
-    ref = ev.results[0].scores.psnr_fg
-    for r in ev.results:
-        s = r.scores
-        print(f"{r.model:11s} {s.psnr:7.2f} {s.ssim:7.4f} {s.psnr_fg:7.2f} {s.ssim_fg:7.4f} "
-              f"{s.psnr_fg - ref:+7.2f} {r.parameters:9d} {r.ms_per_slice:9.1f}")
+    for note in summary.notes:
+        print(f"note: {note}")
+    print("data range = HR max - min over the evaluated slices of each volume; ceil(scale) border pixels "
+          f"cropped{'; LR blurred k3/sigma1' if args.blur else ''}")
+    print(f"{'scale':>5s} {'model':11s} {'PSNR':>7s} {'SSIM':>7s} {'PSNRfg':>7s} {'SSIMfg':>7s} {'gain_fg':>7s}"
+          f" {'params':>9s} {'ms/slice':>9s}")
+    for row in summary.rows:
+        print(f"{row.scale:5.2g} {row.model:11s} {row.psnr:7.2f} {row.ssim:7.4f} {row.psnr_fg:7.2f} {row.ssim_fg:7.4f}"
+              f" {row.gain_fg:+7.2f} {row.parameters:9d} {row.ms_per_slice:9.1f}")
     return 0
 
 
@@ -122,15 +127,17 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--overwrite", action="store_true")
     u.set_defaults(func=cmd_upscale)
 
-    e = sub.add_parser("evaluate", help="simulate LR from a volume; PSNR/SSIM of networks vs bicubic")
-    e.add_argument("input")
-    e.add_argument("--models", default="", help="comma-separated model names (bicubic is always included)")
-    e.add_argument("--scale", type=float, required=True)
+    e = sub.add_parser("evaluate", help="simulate LR from volumes; PSNR/SSIM of networks vs bicubic")
+    e.add_argument("input", nargs="+", help="NIfTI files and/or DICOM folders (scores are averaged over them)")
+    e.add_argument("--models", default="", help="comma-separated names, or 'all' for every trained network "
+                   "(bicubic is always included)")
+    e.add_argument("--scale", required=True, help="a scale or a comma list, e.g. 2 or 2,3,4,1.5")
     e.add_argument("--slices", type=int, default=8)
     e.add_argument("--blur", action="store_true", help="add the Gaussian blur (k3, sigma 1) after downscaling")
     e.add_argument("--plane", default=None)
     e.add_argument("--device", default="auto")
     e.add_argument("--json", action="store_true")
+    e.add_argument("--markdown", type=Path, default=None, help="also write a Table-1 style results file")
     e.set_defaults(func=cmd_evaluate)
 
     sub.add_parser("train", help="train a network (see `medsr train --help`)", add_help=False)

@@ -89,8 +89,9 @@ class ErrorMapsView(QWidget):
     def set_mode(self, mode: str) -> None:
         self.mode = mode
         a, b, name_a, name_b = TITLES[mode]
-        self.panels[0].set_title(f"<b>{a}</b>")
-        self.panels[1].set_title(f"<b>{b}</b>")
+        scale_note = "one colour scale for both maps"
+        self.panels[0].set_title(f"<b>{a}</b><br><span style='color:#9aa0a6'>{scale_note}</span>")
+        self.panels[1].set_title(f"<b>{b}</b><br><span style='color:#9aa0a6'>{scale_note}</span>")
         self.legend.clear()
         self.legend.addItem(self.curves["a"], name_a)
         self.legend.addItem(self.curves["b"], name_b)

@@ -32,7 +32,7 @@ from medsr_viewer.inspector import Inspector
 from medsr_viewer.loading import SeriesChoice, SeriesChooser, VolumeLoader
 from medsr_viewer.model_cards import has_weights
 from medsr_viewer.settings import Settings
-from medsr_viewer.state import AXIS_NAMES, ENHANCE, MODES, SIMULATE, LoadedVolume, ViewerState
+from medsr_viewer.state import AXIS_NAMES, MODES, SIMULATE, LoadedVolume, ViewerState
 from medsr_viewer.workers import GeneratorWorker, WorkerPool
 from medsr_viewer.workspace import Workspace, unit_of
 
@@ -197,6 +197,7 @@ class MainWindow(QMainWindow):
         self.loader.progress.connect(self._progress)
         self.loader.busyChanged.connect(self._busy)
         self.controller.srShown.connect(self._sr_shown)
+        self.controller.sliceResult.connect(lambda r: self.inspector.show_metrics(r) if r.final else None)
         self.workspace.cursorInfo.connect(self.cursor_label.setText)
         ev = self.state.events
         for e in (ev.model, ev.scale, ev.mode, ev.device, ev.blur):
@@ -542,5 +543,3 @@ class MainWindow(QMainWindow):
             QTimer.singleShot(0, self.controls.populate_models)  # weights may have appeared meanwhile
         super().changeEvent(event)
 
-
-__all__ = ["MainWindow", "ENHANCE", "SIMULATE"]

@@ -91,11 +91,21 @@ class SrInfo:
         return bool(self.notice)
 
     @property
-    def title(self) -> str:
+    def headline(self) -> str:
         if self.fallback:
-            return f"SR {self.requested} ×{self.scale:g} unavailable — bicubic shown"
-        sha = f" · sha256 {self.weights_sha256[:8]}" if self.weights_sha256 else ""
-        return f"{self.ran} ×{self.scale:g} · SR — not acquired{sha}"
+            return f"SR unavailable · {self.requested} ×{self.scale:g}"
+        return f"SR — not acquired · {self.ran} ×{self.scale:g}"
+
+    @property
+    def detail(self) -> str:
+        if self.fallback:
+            return "bicubic interpolation shown in its place"
+        return f"weights sha256 {self.weights_sha256[:12]}" if self.weights_sha256 else "no weights file"
+
+    @property
+    def title(self) -> str:
+        """One line for labels outside the panel (PNG header, status)."""
+        return f"{self.headline} ({self.detail})"
 
 
 @dataclass

@@ -20,7 +20,7 @@ FIELDS = {("psnr", False): "psnr", ("psnr", True): "psnr_fg", ("ssim", False): "
 
 
 class SliceMetricsPlot(QWidget):
-    """Two stacked plots (PSNR, SSIM) against slice index, with the current slice marked."""
+    """Two plots side by side (PSNR, SSIM) against slice index, with the current slice marked."""
 
     sliceClicked = Signal(int)
 
@@ -40,18 +40,17 @@ class SliceMetricsPlot(QWidget):
         self.view = pg.GraphicsLayoutWidget()
         self.view.setAcceptDrops(False)
         self.plots = {}
-        for row, (key, label) in enumerate((("psnr", "PSNR (dB)"), ("ssim", "SSIM"))):
-            plot = self.view.addPlot(row=row, col=0)
+        for col, (key, label) in enumerate((("psnr", "PSNR (dB)"), ("ssim", "SSIM"))):
+            plot = self.view.addPlot(row=0, col=col)
             plot.setMenuEnabled(False)
             plot.setMouseEnabled(x=False, y=False)
             plot.hideButtons()
             plot.showGrid(x=True, y=True, alpha=0.2)
             plot.setLabel("left", label)
-            plot.getAxis("left").setWidth(52)
+            plot.getAxis("left").setWidth(56)
+            plot.setLabel("bottom", "slice")
             self.plots[key] = plot
         self.plots["ssim"].setXLink(self.plots["psnr"])
-        self.plots["ssim"].setLabel("bottom", "slice")
-        self.plots["psnr"].getAxis("bottom").setStyle(showValues=False)
         self.legend = self.plots["psnr"].addLegend(offset=(-8, 4), labelTextSize="8pt", colCount=2)
         self.curves: dict[tuple[str, str], pg.PlotDataItem] = {}
         for key, plot in self.plots.items():
@@ -84,7 +83,7 @@ class SliceMetricsPlot(QWidget):
         what = "vs HR" if mode == SIMULATE else "data consistency: degrade(x) vs input"
         self.title.setText(f"<b>Per-slice metrics</b> ({what}){' · ' + description if description else ''}")
         for plot in self.plots.values():
-            plot.setXRange(-0.5, max(n - 0.5, 0.5), padding=0.01)
+            plot.setXRange(0.5, max(n + 0.5, 1.5), padding=0.01)
         self._redraw()
 
     def add_points(self, points: list[CurvePoint]) -> None:
@@ -94,14 +93,14 @@ class SliceMetricsPlot(QWidget):
 
     def set_current(self, index: int) -> None:
         for line in self.markers.values():
-            line.setPos(index)
+            line.setPos(index + 1)
 
     def set_status(self, text: str) -> None:
         self.status.setText(text)
 
     def _series(self, metric: str, who: str) -> tuple[np.ndarray, np.ndarray]:
         field = FIELDS[(metric, self.foreground.isChecked())]
-        xs = np.arange(self.n, dtype=float)
+        xs = np.arange(1, self.n + 1, dtype=float)  # slices numbered from 1, as on the slider
         ys = np.full(self.n, np.nan)
         for i, p in self.points.items():
             scores = p.bicubic if who == "bicubic" else p.sr
@@ -138,6 +137,6 @@ class SliceMetricsPlot(QWidget):
         for plot in self.plots.values():
             if plot.vb.sceneBoundingRect().contains(ev.scenePos()):
                 x = plot.vb.mapSceneToView(ev.scenePos()).x()
-                self.sliceClicked.emit(int(min(max(round(x), 0), self.n - 1)))
+                self.sliceClicked.emit(int(min(max(round(x) - 1, 0), self.n - 1)))
                 ev.accept()
                 return

@@ -22,6 +22,11 @@ IMAGE_KEYS = ("a", "bicubic", "sr", "hr")  # panel "a" shows LR (Simulate) or th
 STALE_OPACITY = 0.35
 
 
+def two_line(title: str, detail: str) -> str:
+    """Panel title: bold first line, dimmer second line (every panel has two, so rows align)."""
+    return f"<b>{html.escape(title)}</b><br><span style='color:#9aa0a6'>{html.escape(detail)}</span>"
+
+
 def unit_of(loaded: LoadedVolume) -> str:
     return "HU" if loaded.volume.modality == "CT" else ""
 
@@ -188,17 +193,17 @@ class Workspace(QWidget):
     def _titles(self) -> None:
         s = self.state
         sc = f"×{s.scale:g}"
-        blur = " + blur" if s.blur else ""
+        blur = " + blur (k3, σ1)" if s.blur else ""
         if s.mode == SIMULATE:
-            self.panels["a"].set_title(f"<b>LR input</b> — simulated {sc} degradation{blur}",
-                                       "Bicubic antialiased downscale of the loaded slice (engine degradation)")
-            self.panels["hr"].set_title("<b>HR</b> — ground truth (loaded slice)")
+            self.panels["a"].set_title(two_line("LR input", f"simulated {sc} degradation{blur}"),
+                                       "Antialiased bicubic downscale of the loaded slice (the engine's degradation)")
+            self.panels["hr"].set_title(two_line("HR — ground truth", "the loaded slice"))
         else:
-            self.panels["a"].set_title("<b>Input</b> — as acquired")
-        self.panels["bicubic"].set_title(f"<b>Bicubic {sc}</b> — interpolated")
+            self.panels["a"].set_title(two_line("Input", "as acquired (native resolution)"))
+        self.panels["bicubic"].set_title(two_line(f"Bicubic {sc}", "interpolated"))
         last = self.last_final
         if last is None or last.request.model != s.model or last.request.scale != s.scale:
-            self.panels["sr"].set_title(f"<b>SR {html.escape(s.model)} {sc}</b> — computing…")
+            self.panels["sr"].set_title(two_line(f"SR — not acquired · {s.model} {sc}", "computing…"))
 
     def _curves_reset(self, request) -> None:
         loaded = self.state.loaded
@@ -248,14 +253,9 @@ class Workspace(QWidget):
             return
         tip = (f"Super-resolved by {info.ran} ×{info.scale:g}; weights sha256 {info.weights_sha256 or '—'}; "
                f"{info.ms:.0f} ms on this slice. Computed, not acquired: not for primary diagnosis.")
-        if info.fallback:
-            panel.set_title(f"<b>{html.escape(info.title)}</b>", tip)
-            panel.set_notice(f"⚠ {info.notice}")
-            panel.setProperty("fallback", True)
-        else:
-            panel.set_title(f"<b>{html.escape(info.title)}</b>", tip)
-            panel.set_notice("")
-            panel.setProperty("fallback", False)
+        panel.set_title(two_line(info.headline, info.detail), tip)
+        panel.set_notice(f"⚠ {info.notice}" if info.fallback else "")
+        panel.setProperty("fallback", info.fallback)
         panel.style().unpolish(panel)
         panel.style().polish(panel)
 

@@ -48,6 +48,8 @@ class SliceBank:
         self.volumes: list[np.ndarray] = []
         self.names: list[str] = []
         self.planes: list[SlicePlane] = []
+        self.modalities: set[str] = set()
+        self.in_plane_spacing: list[float] = []  # mm, of every plane sampled from
         for path in paths:
             vol = load_volume(Path(path))
             data = Normalizer.fit(vol.data).forward(vol.data)
@@ -60,6 +62,9 @@ class SliceBank:
             self.volumes.append(data)
             self.names.append(str(path))
             self.planes.extend(found)
+            self.modalities.add(vol.modality)
+            for plane in found:
+                self.in_plane_spacing += [vol.spacing[a] for a in range(3) if a != plane.axis]
         if not self.planes:
             raise MedSRError(
                 f"no usable training slices (need slices of at least {patch}x{patch} pixels that are not "

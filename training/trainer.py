@@ -355,6 +355,8 @@ class Trainer:
             "parameters": count_parameters(model),
             "data": [str(_rel(p)) for p in cfg.data],
             "validation_data": [str(_rel(p)) for p in cfg.val_data],
+            "training_spacing_mm": [round(min(self.bank.in_plane_spacing), 4), round(max(self.bank.in_plane_spacing), 4)],
+            "modalities": sorted(self.bank.modalities),
             "recipe": {
                 "loss": cfg.loss, "optimizer": "Adam", "lr": cfg.lr, "lr_gamma": cfg.lr_gamma,
                 "lr_step": self.scheduler.step_size, "batch_size": cfg.batch_size * self.world,

@@ -86,7 +86,16 @@ def test_bad_input_exits_2_with_one_line(tmp_path, shared_data, args, needle):
 
 def test_evaluate_reports_bicubic_and_models(capsys, shared_data):
     src = shared_data / "msk_spine" / "sct_t1w_cspine_crop.nii.gz"
-    assert main(["evaluate", str(src), "--scale", "2", "--slices", "2", "--json"]) == 0
+    assert main(["evaluate", str(src), "--scale", "2,3", "--slices", "2", "--json"]) == 0
     ev = json.loads(capsys.readouterr().out)
-    assert ev["results"][0]["model"] == "bicubic" and ev["data_range"] > 0
-    assert {"psnr", "ssim", "psnr_fg", "ssim_fg", "ms_per_slice", "parameters"} <= set(ev["results"][0])
+    assert [r["model"] for r in ev["rows"]] == ["bicubic", "bicubic"]
+    assert ev["per_volume"][0]["data_range"] > 0
+    assert {"psnr", "ssim", "psnr_fg", "ssim_fg", "ms_per_slice", "parameters", "gain_fg"} <= set(ev["rows"][0])
+
+
+def test_evaluate_writes_markdown_table(tmp_path, shared_data):
+    src = shared_data / "msk_spine" / "sct_t1w_cspine_crop.nii.gz"
+    out = tmp_path / "RESULTS.md"
+    assert main(["evaluate", str(src), "--scale", "2", "--slices", "1", "--markdown", str(out)]) == 0
+    text = out.read_text()
+    assert "| bicubic |" in text and "data range" in text
