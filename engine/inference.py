@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 from engine.devices import is_out_of_memory, resolve_device
 from engine.errors import Cancelled, ModelError
@@ -71,10 +72,7 @@ class Upscaler:
         self.tile = tile
         self.notes: list[str] = []
         self.device = resolve_device(device)
-        fuse = getattr(model, "fuse", None)
-        if callable(fuse):
-            model = fuse() or model
-        self.model = model.eval().to(self.device)
+        self.model = prepare_for_inference(model).to(self.device)
 
     # --- construction -------------------------------------------------------------------------
     @classmethod
@@ -220,6 +218,20 @@ class Upscaler:
         t0 = time.perf_counter()
         res = self.upscale_slice(image, scale, normalizer)
         return res, (time.perf_counter() - t0) * 1000.0
+
+
+def prepare_for_inference(model: nn.Module) -> nn.Module:
+    """Eval mode, re-parameterised blocks fused (FMEN), weight-norm parametrisations baked into plain
+    weights (otherwise every forward recomputes them: 5x slower for New CARN at 256^2)."""
+    model = model.eval()
+    fuse = getattr(model, "fuse", None)
+    if callable(fuse):
+        model = fuse() or model
+    for module in model.modules():
+        if parametrize.is_parametrized(module):
+            for name in list(module.parametrizations.keys()):
+                parametrize.remove_parametrizations(module, name, leave_parametrized=True)
+    return model
 
 
 def _served(card: ModelCard) -> str:

@@ -122,7 +122,8 @@ def _nothing_found(scan: DicomScan, path: Path) -> str:
     if scan.skipped - non_image:
         parts.append(f"{scan.skipped - non_image} non-DICOM or unreadable files")
     files = f"{scan.files_seen} file{'s' if scan.files_seen != 1 else ''}"
-    return f"no DICOM image found among {files}: " + "; ".join(parts)
+    first = f" (first: {scan.warnings[0]})" if scan.warnings else ""
+    return f"no DICOM image found among {files}: " + "; ".join(parts) + first
 
 
 def _choose_series(scan: DicomScan, series_uid: str | None, path: Path) -> str:
@@ -294,15 +295,29 @@ def _decode(file: Path) -> tuple[Dataset, np.ndarray]:
     try:
         pixels = np.asarray(ds.pixel_array)
     except Exception as exc:
-        syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
-        what = "cannot decode pixel data"
-        if syntax is not None and syntax.is_compressed:
-            what += f" ({syntax.name}; is its decoder plugin installed?)"
-        raise VolumeReadError(describe_failure(what, exc), file) from None
+        raise VolumeReadError(_decode_failure(ds, exc), file) from None
     frames = int(ds.get("NumberOfFrames", 1) or 1)
     if pixels.ndim != (3 if frames > 1 else 2):
         raise VolumeReadError(f"unexpected pixel array shape {pixels.shape} for greyscale image", file)
     return ds, pixels
+
+
+def _decode_failure(ds: Dataset, exc: BaseException) -> str:
+    """Why pixel data could not be decoded: no decoder for its compression, or damaged data.
+
+    pydicom lists each decoder's own error on the lines after its first; the first of them is kept.
+    """
+    syntax = getattr(getattr(ds, "file_meta", None), "TransferSyntaxUID", None)
+    if syntax is None or not getattr(syntax, "is_compressed", False):
+        return describe_failure("cannot decode pixel data", exc)
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    text = " ".join(lines).lower()
+    if "missing dependencies" in text or "no pixel data decoders" in text:
+        return describe_failure(f"no decoder installed for {syntax.name} pixel data", exc)
+    if "raised by all available plugins" in text and len(lines) > 1:
+        detail = lines[1] if len(lines[1]) <= 160 else lines[1][:157] + "..."
+        return f"compressed pixel data damaged or truncated ({syntax.name}; {detail})"
+    return describe_failure(f"cannot decode {syntax.name} pixel data", exc)
 
 
 def _header_only(ds: Dataset) -> Dataset:

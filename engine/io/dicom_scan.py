@@ -90,11 +90,19 @@ def scan_dicom(
     for n, file in enumerate(files):
         check_cancel(cancel)
         report(progress, n / max(len(files), 1))
-        ds = _read_header(file, scan, single=path.is_file())
+        single = path.is_file()
+        ds = _read_header(file, scan, single)
         if ds is None:
             continue
+        try:
+            frames = frames_of(ds, file)
+        except VolumeReadError as exc:
+            if single:
+                raise
+            _skip(scan, file, exc.reason)
+            continue
         uid = str(ds.get("SeriesInstanceUID", "") or "").strip() or f"(no SeriesInstanceUID) {file.parent}"
-        scan.frames.setdefault(uid, []).extend(frames_of(ds, file))
+        scan.frames.setdefault(uid, []).extend(frames)
         scan.headers.setdefault(uid, ds)
     report(progress, 1.0)
     scan.series = sorted(
@@ -138,10 +146,16 @@ def _read_header(file: Path, scan: DicomScan, single: bool) -> Dataset | None:
     except VolumeReadError:
         raise
     except Exception as exc:  # pydicom raises many types on damaged headers
+        what = "cannot read file" if isinstance(exc, OSError) else "damaged DICOM header"
         if single:
-            raise VolumeReadError(describe_failure("damaged DICOM header", exc), file) from None
-        scan.skipped += 1
-        scan.warnings.append(f"{file.name}: skipped, {describe_failure('damaged DICOM header', exc)}")
+            raise VolumeReadError(describe_failure(what, exc, file), file) from None
+        _skip(scan, file, describe_failure(what, exc, file))
+        return None
+    if len(ds) == 0:  # pydicom stops at an unexpected end of file and returns no element
+        reason = "truncated or damaged DICOM file: no data element could be read"
+        if single:
+            raise VolumeReadError(reason, file)
+        _skip(scan, file, reason)
         return None
     meta = getattr(ds, "file_meta", None)
     sop_class = str(ds.get("SOPClassUID", "") or (meta.get("MediaStorageSOPClassUID", "") if meta else ""))
@@ -155,12 +169,23 @@ def _read_header(file: Path, scan: DicomScan, single: bool) -> Dataset | None:
     return ds
 
 
+def _skip(scan: DicomScan, file: Path, reason: str) -> None:
+    scan.skipped += 1
+    scan.warnings.append(f"{file.name}: skipped, {reason}")
+
+
 def frames_of(ds: Dataset, file: Path) -> list[Frame]:
-    """The image frames of one file: one for classic objects, NumberOfFrames for multi-frame ones."""
+    """The image frames of one file: one for classic objects, NumberOfFrames for multi-frame ones.
+
+    Raises ``VolumeReadError`` when the header claims more frames than the file can hold, before
+    any per-frame work (a forged NumberOfFrames must not cost minutes or gigabytes).
+    """
     n_frames = _int(ds.get("NumberOfFrames"), 1)
     rows, cols = _int(ds.get("Rows"), 0), _int(ds.get("Columns"), 0)
     samples = _int(ds.get("SamplesPerPixel"), 1)
     instance = _int(ds.get("InstanceNumber"), 0)
+    if n_frames > 1:
+        _check_frame_count(ds, file, n_frames, rows, cols, samples)
     if "PerFrameFunctionalGroupsSequence" in ds:
         return _enhanced_frames(ds, file, n_frames, rows, cols, samples, instance)
     top = _plane_fields(ds, ds, ds, ds)
@@ -169,6 +194,28 @@ def frames_of(ds: Dataset, file: Path) -> list[Frame]:
     # Legacy multi-frame without functional groups: frame positions are not stated.
     top["position"] = None
     return [Frame(file, f, rows, cols, samples, instance=instance, **top) for f in range(n_frames)]
+
+
+def _check_frame_count(ds: Dataset, file: Path, n_frames: int, rows: int, cols: int, samples: int) -> None:
+    """Refuse a NumberOfFrames the file's size cannot back (each frame needs at least one byte of
+    native pixel data, or one 8-byte item header when compressed)."""
+    meta = getattr(ds, "file_meta", None)
+    syntax = meta.get("TransferSyntaxUID") if meta is not None else None
+    if syntax is not None and getattr(syntax, "is_encapsulated", False):
+        per_frame = 8
+    else:
+        bits = max(1, _int(ds.get("BitsAllocated"), 16))
+        per_frame = max(1, (max(rows, 0) * max(cols, 0) * max(samples, 1) * bits + 7) // 8)
+    try:
+        size = file.stat().st_size
+    except OSError:
+        return
+    if n_frames * per_frame > size:
+        raise VolumeReadError(
+            f"header claims {n_frames:,} frames of {rows}x{cols} pixels, more than the file's "
+            f"{size:,} bytes can hold",
+            file,
+        )
 
 
 def _enhanced_frames(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 from pathlib import Path
 
@@ -33,7 +34,7 @@ def load_volume(
     except OSError as exc:
         raise VolumeReadError(describe_failure("cannot access path", exc), path) from None
     if not exists:
-        raise VolumeReadError("no such file or folder", path)
+        raise VolumeReadError(_missing_reason(path), path)
     if is_dir:
         volume = read_dicom(path, series_uid, cancel, progress)
     else:
@@ -41,6 +42,19 @@ def load_volume(
         volume = read_nifti(path) if is_nifti_path(path) else read_dicom(path, series_uid, cancel, progress)
     report(progress, 1.0)
     return volume
+
+
+def _missing_reason(path: Path) -> str:
+    """Why an existing-looking path cannot be followed: a link loop, a dangling link, or absent."""
+    if not path.is_symlink():
+        return "no such file or folder"
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "symbolic link loop (the link points back to itself)"
+        return "broken symbolic link (its target does not exist)"
+    return "no such file or folder"
 
 
 def _check_readable(path: Path) -> None:
