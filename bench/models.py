@@ -105,24 +105,43 @@ def main() -> int:
             for backend, model, inp in backends(up.model, x):
                 ms = time_backend(model, inp, s, args.repeat)
                 gflops = 2 * macs / (ms / 1000) / 1e9 if macs else 0.0
-                rows.append({"model": name, "scale": s, "backend": backend, "input": f"{side}x{side}",
-                             "output": f"{round(side * s)}x{round(side * s)}", "params": count_parameters(up.model),
-                             "macs_g": round(macs / 1e9, 3), "ms": round(ms, 2), "gflops": round(gflops, 1),
-                             "pct_peak": round(100 * gflops / peak, 1)})
-    result = {"cpu": platform.processor() or platform.machine(), "threads": args.threads,
-              "matmul_peak_gflops": round(peak, 1), "torch": torch.__version__, "rows": rows}
+                rows.append(
+                    {
+                        "model": name,
+                        "scale": s,
+                        "backend": backend,
+                        "input": f"{side}x{side}",
+                        "output": f"{round(side * s)}x{round(side * s)}",
+                        "params": count_parameters(up.model),
+                        "macs_g": round(macs / 1e9, 3),
+                        "ms": round(ms, 2),
+                        "gflops": round(gflops, 1),
+                        "pct_peak": round(100 * gflops / peak, 1),
+                    }
+                )
+    result = {
+        "cpu": platform.processor() or platform.machine(),
+        "threads": args.threads,
+        "matmul_peak_gflops": round(peak, 1),
+        "torch": torch.__version__,
+        "rows": rows,
+    }
     if args.json:
         print(json.dumps(result, indent=1))
         return 0
     print(f"matmul peak {peak:.0f} GFLOP/s ({args.threads} threads, torch {torch.__version__})")
-    print(f"{'model':11s} {'scale':>5s} {'backend':14s} {'in':>8s} {'params':>9s} {'GMAC':>7s} {'ms':>8s} "
-          f"{'GFLOP/s':>8s} {'%peak':>6s}")
+    print(
+        f"{'model':11s} {'scale':>5s} {'backend':14s} {'in':>8s} {'params':>9s} {'GMAC':>7s} {'ms':>8s} "
+        f"{'GFLOP/s':>8s} {'%peak':>6s}"
+    )
     for r in rows:
         if "error" in r:
             print(f"{r['model']:11s} {r['scale']:5.2g} {'—':14s} {r['error']}")
             continue
-        print(f"{r['model']:11s} {r['scale']:5.2g} {r['backend']:14s} {r['input']:>8s} {r['params']:9d} "
-              f"{r['macs_g']:7.3f} {r['ms']:8.2f} {r['gflops']:8.1f} {r['pct_peak']:6.1f}")
+        print(
+            f"{r['model']:11s} {r['scale']:5.2g} {r['backend']:14s} {r['input']:>8s} {r['params']:9d} "
+            f"{r['macs_g']:7.3f} {r['ms']:8.2f} {r['gflops']:8.1f} {r['pct_peak']:6.1f}"
+        )
     return 0
 
 

@@ -28,19 +28,21 @@ def model_catalog() -> list[dict[str, Any]]:
             key = "any" if s is None else f"x{s:g}"
             weights[key] = str(path) if path is not None and path.exists() else None
         first_scale = None if card.arbitrary_scale else card.scales[0]
-        rows.append({
-            "name": name,
-            "title": card.title,
-            "paper": card.paper,
-            "scales": list(card.scales),
-            "scale_range": list(card.scale_range) if card.scale_range else None,
-            "scales_text": scales_text(name),
-            "parameters": count_parameters(build_model(name, first_scale)),
-            "paper_params": card.paper_params,
-            "ship_args": card.ship_args,
-            "departures": card.departures,
-            "needs_weights": needs,
-            "weights": weights if needs else {},
-            "trained": (not needs) or all(v is not None for v in weights.values()),
-        })
+        rows.append(
+            {
+                "name": name,
+                "title": card.title,
+                "paper": card.paper,
+                "scales": list(card.scales),
+                "scale_range": list(card.scale_range) if card.scale_range else None,
+                "scales_text": scales_text(name),
+                "parameters": count_parameters(build_model(name, first_scale)),
+                "paper_params": card.paper_params,
+                "ship_args": card.ship_args,
+                "departures": card.departures,
+                "needs_weights": needs,
+                "weights": weights if needs else {},
+                "trained": (not needs) or all(v is not None for v in weights.values()),
+            }
+        )
     return rows

@@ -79,8 +79,9 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
     scales = [float(x) for x in str(args.scale).split(",") if x]
     volumes = [load_volume(Path(p)) for p in args.input]
-    summary = evaluate_many(volumes, args.models, scales, slices=args.slices, blur=args.blur, plane=args.plane,
-                            device=args.device)
+    summary = evaluate_many(
+        volumes, args.models, scales, slices=args.slices, blur=args.blur, plane=args.plane, device=args.device
+    )
     if args.markdown:
         from engine.io.atomic import replace_file_atomically
 
@@ -91,13 +92,20 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         return 0
     for note in summary.notes:
         print(f"note: {note}")
-    print("data range = HR max - min over the evaluated slices of each volume; ceil(scale) border pixels "
-          f"cropped{'; LR blurred k3/sigma1' if args.blur else ''}")
-    print(f"{'scale':>5s} {'model':11s} {'PSNR':>7s} {'SSIM':>7s} {'PSNRfg':>7s} {'SSIMfg':>7s} {'gain_fg':>7s}"
-          f" {'params':>9s} {'ms/slice':>9s}")
+    print(
+        "data range = HR max - min over the evaluated slices of each volume; ceil(scale) border pixels "
+        f"cropped{'; LR blurred k3/sigma1' if args.blur else ''}"
+    )
+    print(
+        f"{'scale':>5s} {'model':11s} {'PSNR':>7s} {'SSIM':>7s} {'PSNRfg':>7s} {'SSIMfg':>7s} {'gain_fg':>7s}"
+        f" {'params':>9s} {'ms/slice':>9s}"
+    )
     for row in summary.rows:
-        print(f"{row.scale:5.2g} {row.model:11s} {row.psnr:7.2f} {row.ssim:7.4f} {row.psnr_fg:7.2f} {row.ssim_fg:7.4f}"
-              f" {row.gain_fg:+7.2f} {row.parameters:9d} {row.ms_per_slice:9.1f}")
+        print(
+            f"{row.scale:5.2g} {row.model:11s} {row.psnr:7.2f} {row.ssim:7.4f} {row.psnr_fg:7.2f} "
+            f"{row.ssim_fg:7.4f}"
+            f" {row.gain_fg:+7.2f} {row.parameters:9d} {row.ms_per_slice:9.1f}"
+        )
     return 0
 
 
@@ -123,17 +131,26 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument("--scale", type=float, required=True)
     u.add_argument("--weights", type=Path, default=None, help="weights file (default: the shipped ones)")
     u.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
-    u.add_argument("--plane", default=None, help="axial, coronal, sagittal or 0/1/2 (default: acquisition plane)")
+    u.add_argument(
+        "--plane", default=None, help="axial, coronal, sagittal or 0/1/2 (default: acquisition plane)"
+    )
     u.add_argument("--overwrite", action="store_true")
     u.set_defaults(func=cmd_upscale)
 
     e = sub.add_parser("evaluate", help="simulate LR from volumes; PSNR/SSIM of networks vs bicubic")
-    e.add_argument("input", nargs="+", help="NIfTI files and/or DICOM folders (scores are averaged over them)")
-    e.add_argument("--models", default="", help="comma-separated names, or 'all' for every trained network "
-                   "(bicubic is always included)")
+    e.add_argument(
+        "input", nargs="+", help="NIfTI files and/or DICOM folders (scores are averaged over them)"
+    )
+    e.add_argument(
+        "--models",
+        default="",
+        help="comma-separated names, or 'all' for every trained network (bicubic is always included)",
+    )
     e.add_argument("--scale", required=True, help="a scale or a comma list, e.g. 2 or 2,3,4,1.5")
     e.add_argument("--slices", type=int, default=8)
-    e.add_argument("--blur", action="store_true", help="add the Gaussian blur (k3, sigma 1) after downscaling")
+    e.add_argument(
+        "--blur", action="store_true", help="add the Gaussian blur (k3, sigma 1) after downscaling"
+    )
     e.add_argument("--plane", default=None)
     e.add_argument("--device", default="auto")
     e.add_argument("--json", action="store_true")
@@ -172,8 +189,10 @@ def _guarded(fn, verbose: bool) -> int:
     except Exception as exc:  # a bug, not a user error: one line unless --verbose
         if verbose:
             raise
-        print(f"medsr: internal error: {type(exc).__name__}: {exc} (run with --verbose for details)",
-              file=sys.stderr)
+        print(
+            f"medsr: internal error: {type(exc).__name__}: {exc} (run with --verbose for details)",
+            file=sys.stderr,
+        )
         return 1
 
 

@@ -53,7 +53,9 @@ def gaussian_kernel(size: int = GAUSSIAN_KERNEL, sigma: float = GAUSSIAN_SIGMA) 
     return (k / k.sum()).to(torch.float32)
 
 
-def gaussian_blur(x: torch.Tensor, size: int = GAUSSIAN_KERNEL, sigma: float = GAUSSIAN_SIGMA) -> torch.Tensor:
+def gaussian_blur(
+    x: torch.Tensor, size: int = GAUSSIAN_KERNEL, sigma: float = GAUSSIAN_SIGMA
+) -> torch.Tensor:
     """Blur an (N, 1, H, W) tensor with a normalised Gaussian; reflect padding keeps the mean at edges."""
     k = gaussian_kernel(size, sigma).to(x.device, x.dtype)[None, None]
     pad = size // 2

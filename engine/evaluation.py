@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
@@ -45,9 +45,15 @@ class Evaluation:
             "data_range_rule": "HR max - min over the evaluated slices",
             "blur": self.blur,
             "results": [
-                {"model": r.model, "scale": r.scale, **r.scores.as_dict(), "parameters": r.parameters,
-                 "ms_per_slice": r.ms_per_slice, "weights_sha256": r.weights_sha256,
-                 "per_slice": [s.as_dict() for s in r.per_slice]}
+                {
+                    "model": r.model,
+                    "scale": r.scale,
+                    **r.scores.as_dict(),
+                    "parameters": r.parameters,
+                    "ms_per_slice": r.ms_per_slice,
+                    "weights_sha256": r.weights_sha256,
+                    "per_slice": [s.as_dict() for s in r.per_slice],
+                }
                 for r in self.results
             ],
         }
@@ -87,8 +93,17 @@ def evaluate_volume(
             srs.append(sr)
             times.append(ms)
         per = score_stack(np.stack(srs), hr, data_range, border)
-        ev.results.append(ModelResult(up.name, float(scale), mean_scores(per), per, count_parameters(up.model),
-                                      float(np.median(times)), up.weights_sha256))
+        ev.results.append(
+            ModelResult(
+                up.name,
+                float(scale),
+                mean_scores(per),
+                per,
+                count_parameters(up.model),
+                float(np.median(times)),
+                up.weights_sha256,
+            )
+        )
     return ev
 
 
@@ -121,9 +136,13 @@ class Summary:
 
     def as_dict(self) -> dict:
         return {
-            "sources": self.sources, "scales": self.scales, "slices_per_volume": self.slices, "blur": self.blur,
+            "sources": self.sources,
+            "scales": self.scales,
+            "slices_per_volume": self.slices,
+            "blur": self.blur,
             "data_range_rule": "HR max - min over the evaluated slices of each volume",
-            "rows": [vars(r) for r in self.rows], "notes": self.notes,
+            "rows": [vars(r) for r in self.rows],
+            "notes": self.notes,
             "per_volume": [e.as_dict() for e in self.per_volume],
         }
 
@@ -145,8 +164,11 @@ def evaluate_many(
 
     catalog = {r["name"]: r for r in model_catalog()}
     explicit = models.strip() != "all"
-    names = [m for m in models.split(",") if m and m != "bicubic"] if explicit else [
-        n for n in catalog if n != "bicubic"]
+    names = (
+        [m for m in models.split(",") if m and m != "bicubic"]
+        if explicit
+        else [n for n in catalog if n != "bicubic"]
+    )
     summary = Summary([str(v.source) for v in volumes], scales, slices, blur)
     for s in scales:
         ups = [Upscaler.load("bicubic", s, device=device)]
@@ -166,12 +188,23 @@ def evaluate_many(
         for k, up in enumerate(ups):
             res = [ev.results[k] for ev in evs]
             ref = [ev.results[0] for ev in evs]
-            m = np.mean([[r.scores.psnr, r.scores.ssim, r.scores.psnr_fg, r.scores.ssim_fg] for r in res], axis=0)
-            gain = float(np.mean([r.scores.psnr_fg - b.scores.psnr_fg for r, b in zip(res, ref)]))
-            gain_ssim = float(np.mean([r.scores.ssim_fg - b.scores.ssim_fg for r, b in zip(res, ref)]))
-            summary.rows.append(SummaryRow(up.name, float(s), *(float(x) for x in m), gain, gain_ssim,
-                                           res[0].parameters, float(np.median([r.ms_per_slice for r in res])),
-                                           len(res)))
+            m = np.mean(
+                [[r.scores.psnr, r.scores.ssim, r.scores.psnr_fg, r.scores.ssim_fg] for r in res], axis=0
+            )
+            gain = float(np.mean([r.scores.psnr_fg - b.scores.psnr_fg for r, b in zip(res, ref, strict=True)]))
+            gain_ssim = float(np.mean([r.scores.ssim_fg - b.scores.ssim_fg for r, b in zip(res, ref, strict=True)]))
+            summary.rows.append(
+                SummaryRow(
+                    up.name,
+                    float(s),
+                    *(float(x) for x in m),
+                    gain,
+                    gain_ssim,
+                    res[0].parameters,
+                    float(np.median([r.ms_per_slice for r in res])),
+                    len(res),
+                )
+            )
     return summary
 
 
@@ -184,8 +217,9 @@ def results_markdown(summary: Summary, command: str) -> str:
         "",
         "Protocol: LR simulated from each volume by antialiased bicubic downscaling"
         f"{' then Gaussian blur (k3, sigma 1)' if summary.blur else ''}; {summary.slices} slices per volume "
-        "evenly spaced over the central 60 % of the acquisition plane's normal axis; PSNR/SSIM against HR after "
-        "cropping ceil(scale) border pixels; data range = HR max - min over the evaluated slices of each volume; "
+        "evenly spaced over the central 60 % of the acquisition plane's normal axis; PSNR/SSIM against HR "
+        "after cropping ceil(scale) border pixels; data range = HR max - min over the evaluated slices of "
+        "each volume; "
         "foreground = Otsu mask of HR dilated 3 px. Scores are means over volumes (each volume weighs the "
         "same); gain = model minus bicubic on the same slices. ms/slice: median wall time per slice on this "
         "machine's CPU (2 threads), including normalisation.",
@@ -195,12 +229,17 @@ def results_markdown(summary: Summary, command: str) -> str:
     ]
     for s in summary.scales:
         rows = [r for r in summary.rows if r.scale == s]
-        lines += [f"## x{s:g}", "",
-                  "| model | PSNR | SSIM | PSNR fg | SSIM fg | gain fg (dB) | gain SSIM fg | params | ms/slice |",
-                  "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+        lines += [
+            f"## x{s:g}",
+            "",
+            "| model | PSNR | SSIM | PSNR fg | SSIM fg | gain fg (dB) | gain SSIM fg | params | ms/slice |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
         for r in rows:
-            lines.append(f"| {r.model} | {r.psnr:.2f} | {r.ssim:.4f} | {r.psnr_fg:.2f} | {r.ssim_fg:.4f} | "
-                         f"{r.gain_fg:+.2f} | {r.gain_ssim_fg:+.4f} | {r.parameters:,} | {r.ms_per_slice:.1f} |")
+            lines.append(
+                f"| {r.model} | {r.psnr:.2f} | {r.ssim:.4f} | {r.psnr_fg:.2f} | {r.ssim_fg:.4f} | "
+                f"{r.gain_fg:+.2f} | {r.gain_ssim_fg:+.4f} | {r.parameters:,} | {r.ms_per_slice:.1f} |"
+            )
         lines.append("")
     if summary.notes:
         lines += ["## Notes", ""] + [f"- {n}" for n in summary.notes] + [""]

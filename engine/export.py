@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from engine.io.atomic import replace_file_atomically
 from engine.inference import Upscaler
 from engine.io import save_volume
+from engine.io.atomic import replace_file_atomically
 from engine.volume import Volume
 
-DISCLAIMER = "Super-resolved (SR) image computed by a neural network: not acquired data, not for primary diagnosis."
+DISCLAIMER = (
+    "Super-resolved (SR) image computed by a neural network: not acquired data, not for primary diagnosis."
+)
 
 
 def provenance(upscaler: Upscaler, scale: float) -> dict:
@@ -33,11 +35,15 @@ def is_nifti_path(path: Path) -> bool:
     return path.name.endswith(".nii") or path.name.endswith(".nii.gz")
 
 
-def export_volume(volume: Volume, out: Path, upscaler: Upscaler, scale: float, *, overwrite: bool = False) -> None:
+def export_volume(
+    volume: Volume, out: Path, upscaler: Upscaler, scale: float, *, overwrite: bool = False
+) -> None:
     """NIfTI (+ JSON sidecar with the provenance) or a DICOM derived series, written atomically."""
     out = Path(out)
     desc = f"SR {upscaler.name} x{scale:g}"
-    save_volume(volume, out, description=desc, derivation=derivation_text(upscaler, scale), overwrite=overwrite)
+    save_volume(
+        volume, out, description=desc, derivation=derivation_text(upscaler, scale), overwrite=overwrite
+    )
     if is_nifti_path(out):
         sidecar = out.with_name(out.name.removesuffix(".gz").removesuffix(".nii") + ".json")
         with replace_file_atomically(sidecar) as tmp:

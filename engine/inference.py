@@ -94,9 +94,12 @@ class Upscaler:
         if weights is None and not path.exists():
             raise ModelError(
                 f"{name} x{scale:g} has no trained weights yet ({path.name} missing); train them with "
-                f"`medsr train --arch {name} --scale {scale:g} --data DIR --out {path.name}` or pass --weights"
+                f"`medsr train --arch {name} --scale {scale:g} --data DIR --out {path.name}` "
+                "or pass --weights"
             )
-        loaded = load_weights(path, expected_arch=name, expected_scale=None if card.arbitrary_scale else scale)
+        loaded = load_weights(
+            path, expected_arch=name, expected_scale=None if card.arbitrary_scale else scale
+        )
         return cls(
             name,
             loaded.model,
@@ -137,7 +140,9 @@ class Upscaler:
                     tile = max(MIN_TILE, tile // 2)
                     self._note(f"{self.device} out of memory: retrying {self.name} with {tile}px tiles")
                 else:
-                    self._note(f"{self.device} out of memory even with small tiles: {self.name} now runs on CPU")
+                    self._note(
+                        f"{self.device} out of memory even with small tiles: {self.name} now runs on CPU"
+                    )
                     self.device = torch.device("cpu")
                     self.model = self.model.to(self.device)
 
@@ -164,7 +169,9 @@ class Upscaler:
                 yb, xb = min(h, y1 + halo), min(w, x1 + halo)
                 sr = self._forward(lr[..., ya:yb, xa:xb], scale)
                 oy, ox = (y0 - ya) * s, (x0 - xa) * s
-                out[..., y0 * s : y1 * s, x0 * s : x1 * s] = sr[..., oy : oy + (y1 - y0) * s, ox : ox + (x1 - x0) * s]
+                out[..., y0 * s : y1 * s, x0 * s : x1 * s] = sr[
+                    ..., oy : oy + (y1 - y0) * s, ox : ox + (x1 - x0) * s
+                ]
         return out
 
     def _run_encode_decode(self, lr: torch.Tensor, scale: float, tile: int) -> torch.Tensor:
@@ -176,7 +183,9 @@ class Upscaler:
         return torch.cat(parts, dim=-2)
 
     # --- arrays in original units ---------------------------------------------------------------
-    def upscale_slice(self, image: np.ndarray, scale: float, normalizer: Normalizer | None = None) -> np.ndarray:
+    def upscale_slice(
+        self, image: np.ndarray, scale: float, normalizer: Normalizer | None = None
+    ) -> np.ndarray:
         """One 2D slice in original units -> its SR in the same units."""
         return self.upscale_stack(np.asarray(image)[None], scale, normalizer)[0]
 
@@ -213,7 +222,9 @@ class Upscaler:
             yield Progress(min(n, i + batch), n, f"{self.name} x{scale:g}")
         yield out
 
-    def timed_slice(self, image: np.ndarray, scale: float, normalizer: Normalizer | None = None) -> tuple[np.ndarray, float]:
+    def timed_slice(
+        self, image: np.ndarray, scale: float, normalizer: Normalizer | None = None
+    ) -> tuple[np.ndarray, float]:
         """Upscale one slice and return (result, milliseconds)."""
         t0 = time.perf_counter()
         res = self.upscale_slice(image, scale, normalizer)
@@ -252,7 +263,9 @@ def plane_axis(volume: Volume, plane: str | int | None) -> int:
     try:
         return PLANE_AXES[plane.lower()]
     except KeyError:
-        raise ModelError(f"unknown plane {plane!r} (axial, coronal, sagittal, acquisition or 0/1/2)") from None
+        raise ModelError(
+            f"unknown plane {plane!r} (axial, coronal, sagittal, acquisition or 0/1/2)"
+        ) from None
 
 
 def upscale_volume(
@@ -271,7 +284,9 @@ def upscale_volume(
     axis = plane_axis(volume, plane)
     stack = np.moveaxis(volume.data, axis, 0)
     if min(stack.shape[1:]) < 2:
-        raise ModelError(f"{volume.source}: the plane is {stack.shape[1]}x{stack.shape[2]}, too small to upscale")
+        raise ModelError(
+            f"{volume.source}: the plane is {stack.shape[1]}x{stack.shape[2]}, too small to upscale"
+        )
     norm = Normalizer.fit(volume.data)
     result = None
     for item in upscaler.iter_stack(stack, scale, norm, batch, cancel):
@@ -295,7 +310,9 @@ def upscale_volume(
     return Volume(data, affine, volume.modality, desc, volume.source, meta)
 
 
-def run_to_completion(gen: Generator[Progress, None, Volume], on_progress: Callable[[Progress], None] | None = None) -> Volume:
+def run_to_completion(
+    gen: Generator[Progress, None, Volume], on_progress: Callable[[Progress], None] | None = None
+) -> Volume:
     """Drive an ``upscale_volume`` generator and return its Volume."""
     while True:
         try:

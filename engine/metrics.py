@@ -49,8 +49,13 @@ def ssim(sr: np.ndarray, hr: np.ndarray, data_range: float, mask: np.ndarray | N
     if min(hr64.shape) < 7:
         return float("nan")
     value, smap = structural_similarity(
-        hr64, sr64, data_range=data_range, gaussian_weights=True, sigma=1.5,
-        use_sample_covariance=False, full=True,
+        hr64,
+        sr64,
+        data_range=data_range,
+        gaussian_weights=True,
+        sigma=1.5,
+        use_sample_covariance=False,
+        full=True,
     )
     return float(smap[mask].mean()) if mask is not None else float(value)
 
@@ -63,8 +68,12 @@ def score_slice(sr: np.ndarray, hr: np.ndarray, data_range: float, border: int =
     """PSNR/SSIM whole and foreground, after cropping ``border`` pixels (ceil(scale) by convention)."""
     s, h = crop_border(sr, border), crop_border(hr, border)
     mask = foreground_mask(h)
-    return SliceScores(psnr(s, h, data_range), ssim(s, h, data_range), psnr(s, h, data_range, mask),
-                       ssim(s, h, data_range, mask))
+    return SliceScores(
+        psnr(s, h, data_range),
+        ssim(s, h, data_range),
+        psnr(s, h, data_range, mask),
+        ssim(s, h, data_range, mask),
+    )
 
 
 def score_stack(sr: np.ndarray, hr: np.ndarray, data_range: float, border: int = 0) -> list[SliceScores]:

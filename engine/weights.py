@@ -18,8 +18,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
-from engine.io.atomic import replace_file_atomically
 from engine.errors import WeightsError
+from engine.io.atomic import replace_file_atomically
 from engine.models import build_model, get_card
 from engine.resources import shipped_weights_dir
 

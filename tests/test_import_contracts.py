@@ -11,5 +11,6 @@ REPO = Path(__file__).resolve().parents[1]
 def test_import_linter_contracts_hold():
     exe = shutil.which("lint-imports", path=str(Path(sys.executable).parent)) or shutil.which("lint-imports")
     assert exe, "import-linter is a dev dependency: lint-imports must be installed"
-    res = subprocess.run([exe, "--config", str(REPO / "pyproject.toml")], cwd=REPO, capture_output=True, text=True)
+    cmd = [exe, "--config", str(REPO / "pyproject.toml")]
+    res = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
     assert res.returncode == 0, res.stdout + res.stderr

@@ -15,8 +15,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 
-from engine.io.atomic import replace_file_atomically
 from engine.errors import MedSRError
+from engine.io.atomic import replace_file_atomically
 
 FORMAT = "medsr-checkpoint/1"
 

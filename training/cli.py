@@ -28,16 +28,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lr-step", type=int, default=None)
     p.add_argument("--lr-gamma", type=float, default=0.8)
     p.add_argument("--loss", choices=["l1", "mse", "gan"], default="l1")
-    p.add_argument("--blur", action="store_true", help="LR = bicubic downscale then Gaussian blur (k3, sigma 1)")
+    p.add_argument(
+        "--blur", action="store_true", help="LR = bicubic downscale then Gaussian blur (k3, sigma 1)"
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument("--init", type=Path, default=None, help="start from these weights (transfer learning)")
     p.add_argument("--resume", type=Path, default=None, help="continue from a checkpoint")
-    p.add_argument("--checkpoint", type=Path, default=None, help="checkpoint path (default: OUT.ckpt.safetensors)")
+    p.add_argument(
+        "--checkpoint", type=Path, default=None, help="checkpoint path (default: OUT.ckpt.safetensors)"
+    )
     p.add_argument("--checkpoint-minutes", type=float, default=5.0)
     p.add_argument("--checkpoint-every", type=int, default=None, help="checkpoint every N steps")
     p.add_argument("--val-every", type=int, default=250)
-    p.add_argument("--arch-args", type=json.loads, default={}, help='JSON constructor overrides, e.g. \'{"blocks": 8}\'')
+    p.add_argument(
+        "--arch-args", type=json.loads, default={}, help="JSON constructor overrides, e.g. '{\"blocks\": 8}'"
+    )
     p.add_argument("--pretrain-steps", type=int, default=None, help="GAN: L1-only steps first")
     p.add_argument("--feature-net", type=Path, default=None, help="GAN: perceptual feature network weights")
     p.add_argument("--progress", choices=["auto", "json", "bar", "none"], default="auto")
@@ -52,11 +58,31 @@ def config_from_args(a: argparse.Namespace) -> TrainConfig:
     if missing:
         raise MedSRError("training data not found", missing[0])
     return TrainConfig(
-        arch=a.arch, scale=a.scale, data=list(a.data), val_data=list(a.val_data), out=a.out, steps=a.steps,
-        minutes=a.minutes, batch_size=a.batch_size, patch=a.patch, lr=a.lr, lr_step=a.lr_step,
-        lr_gamma=a.lr_gamma, loss=a.loss, blur=a.blur, seed=a.seed, device=a.device, init=a.init,
-        resume=a.resume, checkpoint=a.checkpoint, checkpoint_minutes=a.checkpoint_minutes, checkpoint_every=a.checkpoint_every,
-        val_every=a.val_every, arch_args=a.arch_args, pretrain_steps=a.pretrain_steps, feature_net=a.feature_net,
+        arch=a.arch,
+        scale=a.scale,
+        data=list(a.data),
+        val_data=list(a.val_data),
+        out=a.out,
+        steps=a.steps,
+        minutes=a.minutes,
+        batch_size=a.batch_size,
+        patch=a.patch,
+        lr=a.lr,
+        lr_step=a.lr_step,
+        lr_gamma=a.lr_gamma,
+        loss=a.loss,
+        blur=a.blur,
+        seed=a.seed,
+        device=a.device,
+        init=a.init,
+        resume=a.resume,
+        checkpoint=a.checkpoint,
+        checkpoint_minutes=a.checkpoint_minutes,
+        checkpoint_every=a.checkpoint_every,
+        val_every=a.val_every,
+        arch_args=a.arch_args,
+        pretrain_steps=a.pretrain_steps,
+        feature_net=a.feature_net,
     )
 
 
@@ -78,7 +104,10 @@ class BarEmitter:
             self.bar.n = ev["step"]
             self.bar.set_postfix({k: f"{v:.4f}" for k, v in ev["loss"].items()})
         elif kind == "validation":
-            text = ", ".join(f"x{s}: {v['psnr_fg']:.2f} dB ({v['gain_db']:+.2f} vs bicubic)" for s, v in ev["scales"].items())
+            text = ", ".join(
+                f"x{s}: {v['psnr_fg']:.2f} dB ({v['gain_db']:+.2f} vs bicubic)"
+                for s, v in ev["scales"].items()
+            )
             (self.bar.write if self.bar else print)(f"step {ev['step']}: {text}")
         elif kind in ("done", "cancelled", "warning", "resumed"):
             if kind in ("done", "cancelled") and self.bar is not None:

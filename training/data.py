@@ -76,7 +76,11 @@ class SliceBank:
 
     def _planes_of(self, k: int, data: np.ndarray, spacing: Sequence[float]) -> list[SlicePlane]:
         finite = data[np.isfinite(data)]
-        thr = threshold_otsu(finite[:: max(1, finite.size // 500_000)]) if finite.max() > finite.min() else np.inf
+        thr = (
+            threshold_otsu(finite[:: max(1, finite.size // 500_000)])
+            if finite.max() > finite.min()
+            else np.inf
+        )
         body = data > thr
         planes = []
         for axis in range(3):
@@ -178,7 +182,10 @@ class ValidationSet:
 
 
 def build_validation(
-    paths: Sequence[Path], scales: Sequence[float], slices_per_volume: int = 3, max_side: int = 160,
+    paths: Sequence[Path],
+    scales: Sequence[float],
+    slices_per_volume: int = 3,
+    max_side: int = 160,
     blur: bool = False,
 ) -> ValidationSet:
     pairs: dict[float, list[tuple[torch.Tensor, torch.Tensor]]] = {float(s): [] for s in scales}

@@ -16,7 +16,6 @@ import torch.nn.functional as F
 from torch import nn
 
 
-
 class FeatureNet(nn.Module):
     """conv(32)x2 - pool - conv(64)x2 - pool - conv(128)x2; ``forward`` returns the last feature map."""
 
@@ -28,9 +27,14 @@ class FeatureNet(nn.Module):
             return [nn.Conv2d(cin, cout, 3, padding=1), nn.ReLU(inplace=True)]
 
         self.body = nn.Sequential(
-            *block(1, w), *block(w, w), nn.AvgPool2d(2),
-            *block(w, 2 * w), *block(2 * w, 2 * w), nn.AvgPool2d(2),
-            *block(2 * w, 4 * w), nn.Conv2d(4 * w, 4 * w, 3, padding=1),
+            *block(1, w),
+            *block(w, w),
+            nn.AvgPool2d(2),
+            *block(w, 2 * w),
+            *block(2 * w, 2 * w),
+            nn.AvgPool2d(2),
+            *block(2 * w, 4 * w),
+            nn.Conv2d(4 * w, 4 * w, 3, padding=1),
         )
         self.head = nn.Linear(4 * w, 8)
 
@@ -48,8 +52,9 @@ def dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
     return torch.rot90(x, k % 4, dims=(-2, -1))
 
 
-def train_feature_net(bank, steps: int, batch: int = 32, patch: int = 64, seed: int = 0, lr: float = 1e-3,
-                      log=print) -> FeatureNet:
+def train_feature_net(
+    bank, steps: int, batch: int = 32, patch: int = 64, seed: int = 0, lr: float = 1e-3, log=print
+) -> FeatureNet:
     """Self-supervised orientation training on patches from a ``SliceBank``."""
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
@@ -74,8 +79,11 @@ def save_feature_net(net: FeatureNet, path: Path) -> None:
     from engine.io.atomic import replace_file_atomically
 
     with replace_file_atomically(path) as tmp:
-        save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp),
-                  metadata={"format": "medsr-feature-net/1"})
+        save_file(
+            {k: v.contiguous() for k, v in net.state_dict().items()},
+            str(tmp),
+            metadata={"format": "medsr-feature-net/1"},
+        )
 
 
 def load_feature_net(path: Path) -> FeatureNet:

@@ -24,7 +24,11 @@ FEATURE_NET_FILE = "perceptual_features.safetensors"
 class GANTrainer(Trainer):
     def __init__(self, cfg, emit=None, stop=None):
         super().__init__(cfg, emit, stop)
-        self.pretrain = cfg.pretrain_steps if cfg.pretrain_steps is not None else (0 if cfg.init else cfg.total_steps() // 5)
+        self.pretrain = (
+            cfg.pretrain_steps
+            if cfg.pretrain_steps is not None
+            else (0 if cfg.init else cfg.total_steps() // 5)
+        )
         self.disc = SRGANDiscriminator().to(self.device)
         if self.world > 1:
             self.disc_module = torch.nn.parallel.DistributedDataParallel(self.disc)
@@ -32,10 +36,13 @@ class GANTrainer(Trainer):
             self.disc_module = self.disc
         self.d_optimizer = torch.optim.Adam(self.disc.parameters(), lr=cfg.lr)
         self.d_scheduler = torch.optim.lr_scheduler.StepLR(
-            self.d_optimizer, step_size=self.scheduler.step_size, gamma=cfg.lr_gamma)
+            self.d_optimizer, step_size=self.scheduler.step_size, gamma=cfg.lr_gamma
+        )
         feat_path = Path(cfg.feature_net) if cfg.feature_net else shipped_weights_dir() / FEATURE_NET_FILE
         if not feat_path.exists():
-            raise MedSRError("perceptual feature network missing: run training/recipes/feature_net.py first", feat_path)
+            raise MedSRError(
+                "perceptual feature network missing: run training/recipes/feature_net.py first", feat_path
+            )
         self.feature_path = feat_path
         self.perceptual = PerceptualLoss(load_feature_net(feat_path)).to(self.device)
 
@@ -63,8 +70,11 @@ class GANTrainer(Trainer):
         return [self.scheduler, self.d_scheduler]
 
     def extra_state(self) -> dict[str, Any]:
-        return {"disc": self.disc.state_dict(), "d_optimizer": self.d_optimizer.state_dict(),
-                "d_scheduler": self.d_scheduler.state_dict()}
+        return {
+            "disc": self.disc.state_dict(),
+            "d_optimizer": self.d_optimizer.state_dict(),
+            "d_scheduler": self.d_scheduler.state_dict(),
+        }
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         if state:
@@ -74,8 +84,9 @@ class GANTrainer(Trainer):
 
     def recipe_extra(self) -> dict[str, Any]:
         return {
-            "adv_weight": self.cfg.adv_weight, "perceptual_weight": self.cfg.perceptual_weight,
+            "adv_weight": self.cfg.adv_weight,
+            "perceptual_weight": self.cfg.perceptual_weight,
             "pretrain_l1_steps": self.pretrain,
             "perceptual_features": f"{self.feature_path.name}: our own VGG-style net trained self-supervised "
-                                   "(orientation prediction) on training slices; replaces ImageNet VGG-19",
+            "(orientation prediction) on training slices; replaces ImageNet VGG-19",
         }

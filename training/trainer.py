@@ -76,7 +76,9 @@ class TrainConfig:
         return 10**9 if self.minutes else 1000
 
     def checkpoint_path(self) -> Path:
-        return self.checkpoint or self.out.with_name(self.out.name.removesuffix(".safetensors") + ".ckpt.safetensors")
+        return self.checkpoint or self.out.with_name(
+            self.out.name.removesuffix(".safetensors") + ".ckpt.safetensors"
+        )
 
     def scales(self) -> tuple[float, ...]:
         return META_SCALES if self.scale is None else (float(self.scale),)
@@ -155,10 +157,16 @@ class Trainer:
             )
         self.optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.lr)
         lr_step = cfg.lr_step or max(1, cfg.total_steps() // 5 if cfg.steps else 2000)
-        self.scheduler = torch.optim.lr_scheduler.StepLR(self.optimizer, step_size=lr_step, gamma=cfg.lr_gamma)
+        self.scheduler = torch.optim.lr_scheduler.StepLR(
+            self.optimizer, step_size=lr_step, gamma=cfg.lr_gamma
+        )
         self.pixel = pixel_loss("l1" if cfg.loss == "gan" else cfg.loss)
-        self.bank = SliceBank(cfg.data, patch=cfg.patch, on_skip=lambda m: self.emit({"event": "warning", "message": m}))
-        self.sampler = PatchSampler(self.bank, cfg.scales(), cfg.batch_size, cfg.blur, cfg.seed * 1000 + self.rank)
+        self.bank = SliceBank(
+            cfg.data, patch=cfg.patch, on_skip=lambda m: self.emit({"event": "warning", "message": m})
+        )
+        self.sampler = PatchSampler(
+            self.bank, cfg.scales(), cfg.batch_size, cfg.blur, cfg.seed * 1000 + self.rank
+        )
         self.validation: ValidationSet | None = None
         if cfg.val_data and self.rank == 0:
             self.validation = build_validation(cfg.val_data, cfg.validation_scales(), blur=cfg.blur)
@@ -197,12 +205,21 @@ class Trainer:
             self.load_state(load_checkpoint(cfg.resume))
             self.emit({"event": "resumed", "step": self.step, "checkpoint": str(cfg.resume)})
         total = cfg.total_steps()
-        self.emit({
-            "event": "start", "arch": cfg.arch, "scale": cfg.scale, "total_steps": cfg.steps,
-            "minutes": cfg.minutes, "parameters": count_parameters(self.model), "device": str(self.device),
-            "slices": self.bank.n_slices, "volumes": len(self.bank.volumes), "world_size": self.world,
-            "init": self.init_note,
-        })
+        self.emit(
+            {
+                "event": "start",
+                "arch": cfg.arch,
+                "scale": cfg.scale,
+                "total_steps": cfg.steps,
+                "minutes": cfg.minutes,
+                "parameters": count_parameters(self.model),
+                "device": str(self.device),
+                "slices": self.bank.n_slices,
+                "volumes": len(self.bank.volumes),
+                "world_size": self.world,
+                "init": self.init_note,
+            }
+        )
         start = time.perf_counter() - self.elapsed
         last_ckpt = time.perf_counter()
         self.model.train()
@@ -224,8 +241,11 @@ class Trainer:
                 losses = {}
             if self.validation is not None and self.step % cfg.val_every == 0:
                 self.validate()
-            due = (self.step % cfg.checkpoint_every == 0) if cfg.checkpoint_every else (
-                time.perf_counter() - last_ckpt > cfg.checkpoint_minutes * 60)
+            due = (
+                (self.step % cfg.checkpoint_every == 0)
+                if cfg.checkpoint_every
+                else (time.perf_counter() - last_ckpt > cfg.checkpoint_minutes * 60)
+            )
             if self.rank == 0 and due and self.step < total:
                 self.save_checkpoint()
                 last_ckpt = time.perf_counter()
@@ -235,18 +255,33 @@ class Trainer:
                 self.validate()
             self.save_checkpoint()
         if self.stop.stop and not finished:
-            self.emit({"event": "cancelled", "step": self.step, "checkpoint": str(cfg.checkpoint_path()),
-                       "reason": self.stop.reason})
+            self.emit(
+                {
+                    "event": "cancelled",
+                    "step": self.step,
+                    "checkpoint": str(cfg.checkpoint_path()),
+                    "reason": self.stop.reason,
+                }
+            )
             _dist_cleanup(self.world)
             return None
         path = self.export() if self.rank == 0 else None
-        self.emit({"event": "done", "step": self.step, "weights": str(path) if path else None,
-                   "elapsed_s": round(self.elapsed, 1), "validation": self.last_val})
+        self.emit(
+            {
+                "event": "done",
+                "step": self.step,
+                "weights": str(path) if path else None,
+                "elapsed_s": round(self.elapsed, 1),
+                "validation": self.last_val,
+            }
+        )
         _dist_cleanup(self.world)
         return path
 
     def _should_stop(self, start: float) -> bool:
-        local = self.stop.stop or (self.cfg.minutes is not None and time.perf_counter() - start >= self.cfg.minutes * 60)
+        local = self.stop.stop or (
+            self.cfg.minutes is not None and time.perf_counter() - start >= self.cfg.minutes * 60
+        )
         if self.world > 1:  # every rank must leave the loop at the same step
             flag = torch.tensor([1.0 if local else 0.0], device=self.device)
             dist.all_reduce(flag, op=dist.ReduceOp.MAX)
@@ -269,10 +304,13 @@ class Trainer:
         if self.cfg.minutes:
             frac.append(self.elapsed / (self.cfg.minutes * 60))
         ev = {
-            "event": "progress", "step": self.step, "total_steps": self.cfg.steps,
+            "event": "progress",
+            "step": self.step,
+            "total_steps": self.cfg.steps,
             "fraction": round(min(1.0, max(frac)) if frac else 0.0, 4),
             "loss": {k: float(np.mean(v)) for k, v in losses.items()},
-            "lr": self.optimizer.param_groups[0]["lr"], "elapsed_s": round(self.elapsed, 1),
+            "lr": self.optimizer.param_groups[0]["lr"],
+            "elapsed_s": round(self.elapsed, 1),
             "eta_s": None if eta is None or not math.isfinite(eta) else round(max(0.0, eta), 1),
         }
         self.history.append(ev)
@@ -296,8 +334,12 @@ class Trainer:
                 rows.append(_scores(sr, bic, h, border))
             m = np.nanmean(np.array(rows), axis=0)
             result["scales"][f"{s:g}"] = {
-                "psnr_fg": float(m[0]), "ssim_fg": float(m[1]), "bicubic_psnr_fg": float(m[2]),
-                "bicubic_ssim_fg": float(m[3]), "gain_db": float(m[0] - m[2]), "slices": len(rows),
+                "psnr_fg": float(m[0]),
+                "ssim_fg": float(m[1]),
+                "bicubic_psnr_fg": float(m[2]),
+                "bicubic_ssim_fg": float(m[3]),
+                "gain_db": float(m[0] - m[2]),
+                "slices": len(rows),
             }
         self.last_val = result
         self.emit(result)
@@ -355,13 +397,24 @@ class Trainer:
             "parameters": count_parameters(model),
             "data": [str(_rel(p)) for p in cfg.data],
             "validation_data": [str(_rel(p)) for p in cfg.val_data],
-            "training_spacing_mm": [round(min(self.bank.in_plane_spacing), 4), round(max(self.bank.in_plane_spacing), 4)],
+            "training_spacing_mm": [
+                round(min(self.bank.in_plane_spacing), 4),
+                round(max(self.bank.in_plane_spacing), 4),
+            ],
             "modalities": sorted(self.bank.modalities),
             "recipe": {
-                "loss": cfg.loss, "optimizer": "Adam", "lr": cfg.lr, "lr_gamma": cfg.lr_gamma,
-                "lr_step": self.scheduler.step_size, "batch_size": cfg.batch_size * self.world,
-                "patch": cfg.patch, "blur": cfg.blur, "ema": cfg.ema, "seed": cfg.seed,
-                "init": str(_rel(cfg.init)) if cfg.init else None, **self.recipe_extra(),
+                "loss": cfg.loss,
+                "optimizer": "Adam",
+                "lr": cfg.lr,
+                "lr_gamma": cfg.lr_gamma,
+                "lr_step": self.scheduler.step_size,
+                "batch_size": cfg.batch_size * self.world,
+                "patch": cfg.patch,
+                "blur": cfg.blur,
+                "ema": cfg.ema,
+                "seed": cfg.seed,
+                "init": str(_rel(cfg.init)) if cfg.init else None,
+                **self.recipe_extra(),
             },
             "steps": self.step,
             "train_seconds": round(self.elapsed, 1),
@@ -410,7 +463,7 @@ def _rel(p: Path | None) -> Path | None:
     for anchor in ("shared/data/",):
         text = str(p)
         if anchor in text:
-            return Path(text[text.index(anchor):])
+            return Path(text[text.index(anchor) :])
     return Path(p.name)
 
 

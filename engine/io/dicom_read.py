@@ -122,7 +122,7 @@ def _nothing_found(scan: DicomScan, path: Path) -> str:
     if scan.skipped - non_image:
         parts.append(f"{scan.skipped - non_image} non-DICOM or unreadable files")
     files = f"{scan.files_seen} file{'s' if scan.files_seen != 1 else ''}"
-    first = f" (first: {scan.warnings[0]})" if scan.warnings else ""
+    first = f" (e.g. {scan.warnings[0]})" if scan.warnings else ""
     return f"no DICOM image found among {files}: " + "; ".join(parts) + first
 
 

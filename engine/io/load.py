@@ -52,7 +52,7 @@ def _missing_reason(path: Path) -> str:
         os.stat(path)
     except OSError as exc:
         if exc.errno == errno.ELOOP:
-            return "symbolic link loop (the link points back to itself)"
+            return "symbolic link loop (the link never reaches a file)"
         return "broken symbolic link (its target does not exist)"
     return "no such file or folder"
 

@@ -10,12 +10,25 @@ from engine.cli import main
 from engine.io import load_volume
 
 REPO = Path(__file__).resolve().parents[2]
-ELEVEN = {"bicubic", "srcnn", "srcnn_ct", "vdsr", "carn", "new_carn", "edsr", "wdsr", "srgan", "fmen", "meta_srgan"}
+ELEVEN = {
+    "bicubic",
+    "srcnn",
+    "srcnn_ct",
+    "vdsr",
+    "carn",
+    "new_carn",
+    "edsr",
+    "wdsr",
+    "srgan",
+    "fmen",
+    "meta_srgan",
+}
 
 
 def run_cli(*args):
-    return subprocess.run([sys.executable, "-m", "engine.cli", *args], capture_output=True, text=True, cwd=REPO,
-                          timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "engine.cli", *args], capture_output=True, text=True, cwd=REPO, timeout=300
+    )
 
 
 def test_models_json_lists_all_eleven(capsys):
@@ -40,7 +53,7 @@ def _check_upscaled(src, out, axis):
         assert b.shape[i] == 2 * a.shape[i]
         assert b.spacing[i] == pytest.approx(a.spacing[i] / 2, rel=1e-4)
     assert b.shape[axis] == a.shape[axis]
-    for x, y in zip(_extent(a), _extent(b)):
+    for x, y in zip(_extent(a), _extent(b), strict=True):
         np.testing.assert_allclose(x, y, atol=1e-3)
 
 
@@ -63,13 +76,44 @@ def test_upscale_dicom_series_bicubic_x2_to_dicom(tmp_path, shared_data):
 @pytest.mark.parametrize(
     "args, needle",
     [
-        (["upscale", "/nonexistent/x.nii.gz", "-o", "{tmp}/o.nii.gz", "--model", "bicubic", "--scale", "2"], "x.nii.gz"),
+        (
+            [
+                "upscale",
+                "/nonexistent/x.nii.gz",
+                "-o",
+                "{tmp}/o.nii.gz",
+                "--model",
+                "bicubic",
+                "--scale",
+                "2",
+            ],
+            "x.nii.gz",
+        ),
         (["upscale", "{junk}", "-o", "{tmp}/o.nii.gz", "--model", "bicubic", "--scale", "2"], "junk.nii.gz"),
-        (["upscale", "{good}", "-o", "{tmp}/o.nii.gz", "--model", "nosuchnet", "--scale", "2"], "unknown model"),
-        (["upscale", "{good}", "-o", "{tmp}/o.nii.gz", "--model", "edsr", "--scale", "7"], "does not serve x7"),
+        (
+            ["upscale", "{good}", "-o", "{tmp}/o.nii.gz", "--model", "nosuchnet", "--scale", "2"],
+            "unknown model",
+        ),
+        (
+            ["upscale", "{good}", "-o", "{tmp}/o.nii.gz", "--model", "edsr", "--scale", "7"],
+            "does not serve x7",
+        ),
         (["upscale", "{good}", "-o", "{good}", "--model", "bicubic", "--scale", "2"], "exists"),
-        (["upscale", "{good}", "-o", "{tmp}/o.nii.gz", "--model", "bicubic", "--scale", "2", "--weights",
-          "{tmp}/w.pth"], "w.pth"),
+        (
+            [
+                "upscale",
+                "{good}",
+                "-o",
+                "{tmp}/o.nii.gz",
+                "--model",
+                "bicubic",
+                "--scale",
+                "2",
+                "--weights",
+                "{tmp}/w.pth",
+            ],
+            "w.pth",
+        ),
     ],
 )
 def test_bad_input_exits_2_with_one_line(tmp_path, shared_data, args, needle):
@@ -90,7 +134,9 @@ def test_evaluate_reports_bicubic_and_models(capsys, shared_data):
     ev = json.loads(capsys.readouterr().out)
     assert [r["model"] for r in ev["rows"]] == ["bicubic", "bicubic"]
     assert ev["per_volume"][0]["data_range"] > 0
-    assert {"psnr", "ssim", "psnr_fg", "ssim_fg", "ms_per_slice", "parameters", "gain_fg"} <= set(ev["rows"][0])
+    assert {"psnr", "ssim", "psnr_fg", "ssim_fg", "ms_per_slice", "parameters", "gain_fg"} <= set(
+        ev["rows"][0]
+    )
 
 
 def test_evaluate_writes_markdown_table(tmp_path, shared_data):

@@ -34,5 +34,6 @@ def test_constant_slice_mask_is_all_true():
 
 def test_error_histograms_share_bins():
     a, b = np.abs(np.random.default_rng(3).normal(size=(20, 20))), np.zeros((20, 20))
-    edges, hists = error_histograms({"sr": absolute_error(a, b), "bicubic": absolute_error(2 * a, b)}, bins=10)
+    maps = {"sr": absolute_error(a, b), "bicubic": absolute_error(2 * a, b)}
+    edges, hists = error_histograms(maps, bins=10)
     assert len(edges) == 11 and hists["sr"].sum() == hists["bicubic"].sum() == 400

@@ -11,7 +11,7 @@ def test_bank_skips_empty_slices_and_crops_to_body(tiny_volume):
     assert bank.n_slices > 0
     for plane in bank.planes:
         vol = bank.volumes[plane.volume]
-        for i, (y0, y1, x0, x1) in zip(plane.indices, plane.boxes):
+        for i, (y0, y1, x0, x1) in zip(plane.indices, plane.boxes, strict=True):
             img = np.take(vol, i, axis=plane.axis)
             assert y1 - y0 >= 32 and x1 - x0 >= 32
             assert 0 <= y0 and y1 <= img.shape[0] and 0 <= x0 and x1 <= img.shape[1]

@@ -19,8 +19,18 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def tiny_config(tmp_path, vol, arch="new_carn", scale=2.0, **kw) -> TrainConfig:
-    base = dict(arch=arch, scale=scale, data=[vol], out=tmp_path / f"{arch}.safetensors", steps=2,
-                batch_size=2, patch=32, val_every=1000, log_every=1, seed=1)
+    base = dict(
+        arch=arch,
+        scale=scale,
+        data=[vol],
+        out=tmp_path / f"{arch}.safetensors",
+        steps=2,
+        batch_size=2,
+        patch=32,
+        val_every=1000,
+        log_every=1,
+        seed=1,
+    )
     base.update(kw)
     return TrainConfig(**base)
 
@@ -52,7 +62,9 @@ def test_gan_step_uses_discriminator_and_perceptual_loss(tmp_path, tiny_volume):
     feat = tmp_path / "features.safetensors"
     save_feature_net(FeatureNet(), feat)
     events = []
-    cfg = tiny_config(tmp_path, tiny_volume, arch="srgan", loss="gan", steps=2, pretrain_steps=0, feature_net=feat)
+    cfg = tiny_config(
+        tmp_path, tiny_volume, arch="srgan", loss="gan", steps=2, pretrain_steps=0, feature_net=feat
+    )
     GANTrainer(cfg, emit=events.append).run()
     losses = [e["loss"] for e in events if e["event"] == "progress"]
     assert set(losses[-1]) == {"l1", "adv", "perceptual", "d"}
@@ -90,19 +102,50 @@ def test_cancel_leaves_a_usable_checkpoint_and_resume_is_exact(tmp_path, tiny_vo
 
 
 def _cli(tmp_path, vol, out, *extra):
-    return [sys.executable, "-m", "engine.cli", "train", "--arch", "new_carn", "--scale", "2", "--data", str(vol),
-            "--out", str(out), "--batch-size", "2", "--patch", "32", "--progress", "json", "--threads", "1",
-            "--seed", "3", *extra]
+    return [
+        sys.executable,
+        "-m",
+        "engine.cli",
+        "train",
+        "--arch",
+        "new_carn",
+        "--scale",
+        "2",
+        "--data",
+        str(vol),
+        "--out",
+        str(out),
+        "--batch-size",
+        "2",
+        "--patch",
+        "32",
+        "--progress",
+        "json",
+        "--threads",
+        "1",
+        "--seed",
+        "3",
+        *extra,
+    ]
 
 
 @pytest.mark.slow
 def test_resume_after_kill_9_matches_uninterrupted_run(tmp_path, tiny_volume):
     ref_out = tmp_path / "ref.safetensors"
-    subprocess.run(_cli(tmp_path, tiny_volume, ref_out, "--steps", "30"), check=True, capture_output=True,
-                   cwd=REPO, timeout=300)
+    subprocess.run(
+        _cli(tmp_path, tiny_volume, ref_out, "--steps", "30"),
+        check=True,
+        capture_output=True,
+        cwd=REPO,
+        timeout=300,
+    )
     out = tmp_path / "killed.safetensors"
-    proc = subprocess.Popen(_cli(tmp_path, tiny_volume, out, "--steps", "30", "--checkpoint-every", "5"),
-                            stdout=subprocess.PIPE, text=True, cwd=REPO)
+    proc = subprocess.Popen(
+        _cli(tmp_path, tiny_volume, out, "--steps", "30", "--checkpoint-every", "5"),
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=REPO,
+    )
     seen = None
     for line in proc.stdout:
         ev = json.loads(line)
@@ -113,8 +156,13 @@ def test_resume_after_kill_9_matches_uninterrupted_run(tmp_path, tiny_volume):
     proc.wait(timeout=60)
     assert seen is not None and not out.exists()
     ckpt = out.with_name("killed.ckpt.safetensors")
-    subprocess.run(_cli(tmp_path, tiny_volume, out, "--steps", "30", "--resume", str(ckpt)), check=True,
-                   capture_output=True, cwd=REPO, timeout=300)
+    subprocess.run(
+        _cli(tmp_path, tiny_volume, out, "--steps", "30", "--resume", str(ckpt)),
+        check=True,
+        capture_output=True,
+        cwd=REPO,
+        timeout=300,
+    )
     a, b = load_weights(ref_out).model.state_dict(), load_weights(out).model.state_dict()
     for k in a:
         torch.testing.assert_close(a[k], b[k], rtol=0, atol=0)
@@ -123,8 +171,9 @@ def test_resume_after_kill_9_matches_uninterrupted_run(tmp_path, tiny_volume):
 @pytest.mark.slow
 def test_sigterm_stops_cleanly_with_checkpoint(tmp_path, tiny_volume):
     out = tmp_path / "term.safetensors"
-    proc = subprocess.Popen(_cli(tmp_path, tiny_volume, out, "--steps", "100000"), stdout=subprocess.PIPE,
-                            text=True, cwd=REPO)
+    proc = subprocess.Popen(
+        _cli(tmp_path, tiny_volume, out, "--steps", "100000"), stdout=subprocess.PIPE, text=True, cwd=REPO
+    )
     for line in proc.stdout:
         if json.loads(line)["event"] == "progress":
             break
@@ -138,10 +187,36 @@ def test_sigterm_stops_cleanly_with_checkpoint(tmp_path, tiny_volume):
 @pytest.mark.slow
 def test_two_process_ddp_run_on_cpu(tmp_path, tiny_volume):
     out = tmp_path / "ddp.safetensors"
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
-           "-m", "engine.cli", "train", "--arch", "new_carn", "--scale", "2", "--data", str(tiny_volume),
-           "--out", str(out), "--steps", "3", "--batch-size", "2", "--patch", "32", "--progress", "json",
-           "--threads", "1"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nproc_per_node",
+        "2",
+        "--master_port",
+        "29517",
+        "-m",
+        "engine.cli",
+        "train",
+        "--arch",
+        "new_carn",
+        "--scale",
+        "2",
+        "--data",
+        str(tiny_volume),
+        "--out",
+        str(out),
+        "--steps",
+        "3",
+        "--batch-size",
+        "2",
+        "--patch",
+        "32",
+        "--progress",
+        "json",
+        "--threads",
+        "1",
+    ]
     t0 = time.time()
     res = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO, timeout=300)
     assert res.returncode == 0, res.stderr[-2000:]

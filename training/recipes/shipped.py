@@ -85,11 +85,38 @@ RECIPES: list[Recipe] = [
 
 
 def command(r: Recipe, data: list[Path], val: list[Path], threads: int | None) -> list[str]:
-    cmd = [sys.executable, "-m", "engine.cli", "train", "--arch", r.arch, "--out", str(r.out),
-           "--minutes", str(r.minutes), "--batch-size", str(r.batch_size), "--patch", str(r.patch),
-           "--lr", str(r.lr), "--loss", r.loss, "--progress", "json", "--val-every", "200",
-           "--checkpoint-minutes", "1", "--lr-step", "1000000",
-           "--data", *map(str, data), "--val-data", *map(str, val)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "engine.cli",
+        "train",
+        "--arch",
+        r.arch,
+        "--out",
+        str(r.out),
+        "--minutes",
+        str(r.minutes),
+        "--batch-size",
+        str(r.batch_size),
+        "--patch",
+        str(r.patch),
+        "--lr",
+        str(r.lr),
+        "--loss",
+        r.loss,
+        "--progress",
+        "json",
+        "--val-every",
+        "200",
+        "--checkpoint-minutes",
+        "1",
+        "--lr-step",
+        "1000000",
+        "--data",
+        *map(str, data),
+        "--val-data",
+        *map(str, val),
+    ]
     if r.scale is not None:
         cmd += ["--scale", f"{r.scale:g}"]
     ckpt = r.out.with_name(r.out.name.removesuffix(".safetensors") + ".ckpt.safetensors")
