@@ -191,8 +191,9 @@ def evaluate_many(
             m = np.mean(
                 [[r.scores.psnr, r.scores.ssim, r.scores.psnr_fg, r.scores.ssim_fg] for r in res], axis=0
             )
-            gain = float(np.mean([r.scores.psnr_fg - b.scores.psnr_fg for r, b in zip(res, ref, strict=True)]))
-            gain_ssim = float(np.mean([r.scores.ssim_fg - b.scores.ssim_fg for r, b in zip(res, ref, strict=True)]))
+            pairs = list(zip(res, ref, strict=True))
+            gain = float(np.mean([r.scores.psnr_fg - b.scores.psnr_fg for r, b in pairs]))
+            gain_ssim = float(np.mean([r.scores.ssim_fg - b.scores.ssim_fg for r, b in pairs]))
             summary.rows.append(
                 SummaryRow(
                     up.name,

@@ -18,6 +18,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QStackedWidget,
+    QToolBar,
     QToolButton,
     QWidget,
 )
@@ -58,11 +59,13 @@ def _segmented(names: list[tuple[str, str]], tip: dict[str, str] | None = None) 
     return box, group, buttons
 
 
-class ControlsBar(QWidget):
-    """One row of controls above the panels."""
+class ControlsBar(QToolBar):
+    """One toolbar row of controls above the panels (items that do not fit go to its » menu)."""
 
     def __init__(self, state: ViewerState, parent: QWidget | None = None):
-        super().__init__(parent)
+        super().__init__("Controls", parent)
+        self.setObjectName("controlsToolbar")
+        self.setMovable(False)
         self.state = state
         self.catalog: dict[str, dict[str, Any]] = {}
         self._updating = False
@@ -118,14 +121,10 @@ class ControlsBar(QWidget):
         self.window_combo.setToolTip("Window/level presets (right-drag on any image adjusts the window)")
         self.window_combo.currentTextChanged.connect(self._preset_picked)
 
-        lay = QHBoxLayout(self)
-        lay.setContentsMargins(6, 3, 6, 3)
-        lay.setSpacing(6)
-        for item in (_label("Mode"), mode_box, _sep(), _label("Model"), self.model_combo, _label("Scale"),
-                     self.scale_stack, _label("Device"), self.device_combo, self.blur_check, _sep(),
-                     _label("Plane"), plane_box, _sep(), _label("Window"), self.window_combo):
-            lay.addWidget(item)
-        lay.addStretch(1)
+        for group in ((_label("Mode"), mode_box), (_label("Model"), self.model_combo),
+                      (_label("Scale"), self.scale_stack), (_label("Device"), self.device_combo),
+                      (self.blur_check,), (_label("Plane"), plane_box), (_label("Window"), self.window_combo)):
+            self.addWidget(_group(*group))
 
         self.populate_models()
         ev = state.events
@@ -246,7 +245,12 @@ class ControlsBar(QWidget):
         return get_card(self.state.model).title
 
 
-def _sep() -> QWidget:
-    w = QWidget()
-    w.setFixedWidth(10)
-    return w
+def _group(*widgets: QWidget) -> QWidget:
+    """A label and its control kept together (the toolbar moves whole groups to its overflow menu)."""
+    box = QWidget()
+    lay = QHBoxLayout(box)
+    lay.setContentsMargins(2, 0, 8, 0)
+    lay.setSpacing(4)
+    for w in widgets:
+        lay.addWidget(w)
+    return box

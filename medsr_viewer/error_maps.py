@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from medsr_viewer.panels import SlicePanel, error_colormap
 from medsr_viewer.pipeline import SliceResult
@@ -59,6 +59,7 @@ class ErrorMapsView(QWidget):
         self.log_y.toggled.connect(self._redraw_histogram)
         self.hist_title = QLabel("Error histogram")
         self.hist_title.setObjectName("sectionTitle")
+        self.hist_title.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self._histogram: tuple[np.ndarray, dict[str, np.ndarray]] | None = None
 
         hist_box = QWidget()

@@ -15,7 +15,7 @@ from PySide6.QtWidgets import (
     QMainWindow,
     QMessageBox,
     QProgressBar,
-    QToolBar,
+    QSizePolicy,
     QToolButton,
     QWidget,
 )
@@ -75,11 +75,7 @@ class MainWindow(QMainWindow):
         self.workspace = Workspace(self.state, self.controller)
         self.setCentralWidget(self.workspace)
         self.controls = ControlsBar(self.state)
-        bar = QToolBar("Controls")
-        bar.setObjectName("controlsToolbar")
-        bar.setMovable(False)
-        bar.addWidget(self.controls)
-        self.addToolBar(Qt.ToolBarArea.TopToolBarArea, bar)
+        self.addToolBar(Qt.ToolBarArea.TopToolBarArea, self.controls)
 
         self.inspector = Inspector(self.state)
         self.inspector.bind_image(self.workspace.panels["a"].image)
@@ -105,6 +101,7 @@ class MainWindow(QMainWindow):
         sb = self.statusBar()
         self.cursor_label = QLabel("")
         self.cursor_label.setObjectName("cursorLabel")
+        self.cursor_label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.latency_label = QLabel("")
         self.latency_label.setObjectName("dimLabel")
         self.progress = QProgressBar()
@@ -318,7 +315,7 @@ class MainWindow(QMainWindow):
     # --- errors and dialogs --------------------------------------------------------------------
     def report_error(self, title: str, message: str) -> None:
         """Tell the user (non-blocking dialog) and emit ``errorReported``; the window keeps working."""
-        log.warning("%s: %s", title, message)
+        log.info("%s: %s", title, message)
         self.statusBar().showMessage(message, 10000)
         self.errorReported.emit(title, message)
         if self.dialogs:

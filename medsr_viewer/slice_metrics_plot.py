@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from medsr_viewer.error_maps import BICUBIC_COLOR, SR_COLOR
 from medsr_viewer.pipeline import CurvePoint
@@ -30,11 +30,13 @@ class SliceMetricsPlot(QWidget):
         self.title.setObjectName("sectionTitle")
         self.status = QLabel("")
         self.status.setObjectName("dimLabel")
+        for label in (self.title, self.status):  # long texts must not set the window's minimum width
+            label.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.foreground = QCheckBox("foreground only")
         self.foreground.toggled.connect(self._redraw)
         head = QHBoxLayout()
-        head.addWidget(self.title)
-        head.addWidget(self.status, 1)
+        head.addWidget(self.title, 2)
+        head.addWidget(self.status, 3)
         head.addWidget(self.foreground)
 
         self.view = pg.GraphicsLayoutWidget()

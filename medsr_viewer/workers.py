@@ -76,6 +76,12 @@ class GeneratorWorker(QRunnable):
         self.token.cancel()
 
     def run(self) -> None:  # runs on a pool thread
+        try:
+            self._run()
+        except RuntimeError as exc:  # the receiving side was destroyed (application exit): nobody to tell
+            log.debug("%s: result not delivered (%s)", self.name, exc)
+
+    def _run(self) -> None:
         sig = self.signals
         try:
             if self.token.cancelled:
@@ -89,6 +95,8 @@ class GeneratorWorker(QRunnable):
         except Cancelled:
             sig.cancelled.emit()
         except Exception as exc:  # reported to the GUI, which shows it; never lost
+            if isinstance(exc, RuntimeError) and "Signal source has been deleted" in str(exc):
+                raise
             log.debug("%s failed:\n%s", self.name, traceback.format_exc())
             sig.failed.emit(exc)
         finally:
