@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import warnings
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -50,6 +51,8 @@ def cmd_upscale(args: argparse.Namespace) -> int:
         raise MedSRError("output exists (use --overwrite to replace it)", out)
     upscaler = Upscaler.load(args.model, args.scale, weights=args.weights, device=args.device)
     volume = load_volume(Path(args.input))
+    for warning in volume.metadata.get("warnings", []):
+        print(f"note: {warning}", file=sys.stderr)
     gen = upscale_volume(volume, upscaler, args.scale, plane=args.plane)
     bar = None
     while True:
@@ -168,6 +171,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
+    if not args.verbose:  # third-party logs and warnings: the engine reports what matters in one line
+        warnings.simplefilter("ignore")
+        for handler in logging.getLogger().handlers:
+            handler.addFilter(lambda r: r.name.partition(".")[0] in ("engine", "training"))
     return _guarded(lambda: args.func(args), verbose=args.verbose)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from engine.inference import Upscaler
 from engine.io import save_volume
-from engine.io.atomic import replace_file_atomically
+from engine.io.atomic import atomic_output
 from engine.volume import Volume
 
 DISCLAIMER = (
@@ -41,10 +41,13 @@ def export_volume(
     """NIfTI (+ JSON sidecar with the provenance) or a DICOM derived series, written atomically."""
     out = Path(out)
     desc = f"SR {upscaler.name} x{scale:g}"
-    save_volume(
-        volume, out, description=desc, derivation=derivation_text(upscaler, scale), overwrite=overwrite
-    )
-    if is_nifti_path(out):
-        sidecar = out.with_name(out.name.removesuffix(".gz").removesuffix(".nii") + ".json")
-        with replace_file_atomically(sidecar) as tmp:
-            tmp.write_text(json.dumps(provenance(upscaler, scale), indent=1))
+    derivation = derivation_text(upscaler, scale)
+    if not is_nifti_path(out):
+        save_volume(volume, out, description=desc, derivation=derivation, overwrite=overwrite)
+        return
+    # The sidecar is staged first and committed only after the image: an image never sits beside
+    # another export's provenance, and a failed image write leaves no new sidecar behind.
+    sidecar = out.with_name(out.name.removesuffix(".gz").removesuffix(".nii") + ".json")
+    with atomic_output(sidecar, folder=False, overwrite=overwrite) as tmp:
+        tmp.write_text(json.dumps(provenance(upscaler, scale), indent=1))
+        save_volume(volume, out, description=desc, derivation=derivation, overwrite=overwrite)

@@ -93,7 +93,7 @@ def read_metadata(path: Path) -> dict[str, Any]:
     if meta.get("format") != FORMAT:
         raise WeightsError("not a MedSR weights file (no medsr metadata)", path)
     try:
-        return {
+        out = {
             "arch": meta["arch"],
             "args": json.loads(meta["args"]),
             "scale": float(meta["scale"]) if meta.get("scale") else None,
@@ -102,6 +102,13 @@ def read_metadata(path: Path) -> dict[str, Any]:
         }
     except (KeyError, ValueError) as exc:
         raise WeightsError(f"damaged metadata ({_short(exc)})", path) from None
+    if not isinstance(out["card"], dict) or not isinstance(out["args"], dict):
+        raise WeightsError("damaged metadata (card and arguments must be JSON objects)", path)
+    card_sha = out["card"].get("sha256")
+    if card_sha is not None and card_sha != out["sha256"]:
+        # The card is what readers see (and what exports cite): it must name these tensors.
+        raise WeightsError("sha256 mismatch: the model card names other weights than the file holds", path)
+    return out
 
 
 def load_weights(

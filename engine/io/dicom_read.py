@@ -60,6 +60,8 @@ def read_dicom(
     warnings = list(scan.warnings)
     frames = _majority_stack(scan.frames[uid], warnings)
     first = frames[0]
+    if first.samples < 1:
+        raise VolumeReadError(f"SamplesPerPixel is {first.samples}: no pixel values to read", first.file)
     if first.samples != 1:
         raise VolumeReadError(
             f"series holds colour images ({first.samples} samples per pixel); only greyscale is supported",
@@ -176,7 +178,7 @@ def _slice_layout(frames: list[Frame], warnings: list[str]) -> _Layout:
     pixel = first.pixel_spacing
     if pixel is None:
         pixel = (1.0, 1.0)
-        warnings.append("PixelSpacing missing: in-plane voxel size set to 1 mm")
+        warnings.append("PixelSpacing missing or invalid: in-plane voxel size set to 1 mm")
 
     if all(f.position is not None for f in frames) and first.orientation is not None:
         distance = {id(f): float(np.dot(f.position, normal)) for f in frames}  # type: ignore[arg-type]

@@ -188,7 +188,7 @@ def frames_of(ds: Dataset, file: Path) -> list[Frame]:
         _check_frame_count(ds, file, n_frames, rows, cols, samples)
     if "PerFrameFunctionalGroupsSequence" in ds:
         return _enhanced_frames(ds, file, n_frames, rows, cols, samples, instance)
-    top = _plane_fields(ds, ds, ds, ds)
+    top = _plane_fields(ds, ds, ds, ds, file)
     if n_frames <= 1:
         return [Frame(file, None, rows, cols, samples, instance=instance, **top)]
     # Legacy multi-frame without functional groups: frame positions are not stated.
@@ -239,13 +239,18 @@ def _enhanced_frames(
             group("PlaneOrientationSequence"),
             group("PixelMeasuresSequence"),
             group("PixelValueTransformationSequence") or ds,
+            file,
         )
         frames.append(Frame(file, f, rows, cols, samples, instance=instance, **fields))
     return frames
 
 
 def _plane_fields(
-    position: Dataset | None, orientation: Dataset | None, measures: Dataset | None, rescale: Dataset
+    position: Dataset | None,
+    orientation: Dataset | None,
+    measures: Dataset | None,
+    rescale: Dataset,
+    file: Path,
 ) -> dict[str, Any]:
     spacing = _floats(measures.get("PixelSpacing") if measures is not None else None, 2)
     if spacing is None and measures is not None:
@@ -258,9 +263,29 @@ def _plane_fields(
         "pixel_spacing": spacing if spacing and min(spacing) > 0 else None,
         "thickness": _positive(measures.get("SliceThickness")) if measures is not None else None,
         "spacing_between": _positive(measures.get("SpacingBetweenSlices")) if measures is not None else None,
-        "slope": _float(rescale.get("RescaleSlope"), 1.0) or 1.0,
-        "intercept": _float(rescale.get("RescaleIntercept"), 0.0),
+        "slope": _rescale(rescale, "RescaleSlope", 1.0, file),
+        "intercept": _rescale(rescale, "RescaleIntercept", 0.0, file),
     }
+
+
+def _rescale(ds: Dataset, keyword: str, default: float, file: Path) -> float:
+    """RescaleSlope/Intercept: the default when absent, refused when present but unusable.
+
+    Guessing would put every value in the wrong units (CT off by its -1024 intercept), silently.
+    """
+    element = ds.get(keyword)
+    if element is None or str(element).strip() == "":
+        return default
+    try:
+        value = float(element)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        value = float("nan")
+    if not abs(value) < 1e12 or (keyword == "RescaleSlope" and value == 0):
+        shown = str(element).strip()[:20]
+        raise VolumeReadError(
+            f"{keyword} {shown!r} is unusable: pixel values cannot be put in real units", file
+        )
+    return value
 
 
 def _series_info(uid: str, frames: list[Frame], header: Dataset) -> SeriesInfo:
