@@ -32,3 +32,8 @@ lint: setup
 
 clean-venv:
 	rm -rf $(VENV)
+
+# Frozen app (PyInstaller, one folder) + .deb + portable .tar.gz in dist/; see docs/PACKAGING.md.
+.PHONY: package
+package: setup
+	$(BIN)/python packaging/build.py $(PACKAGE_ARGS)

@@ -8,8 +8,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import warnings
 import sys
+import warnings
 from collections.abc import Sequence
 from pathlib import Path
 

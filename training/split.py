@@ -52,3 +52,29 @@ def subject_of(path: Path) -> str | None:
         if any(text.endswith(f) or text.endswith(f + "/") for f in files):
             return subject
     return None
+
+
+def link_split(root: Path, dest: Path) -> tuple[Path, Path]:
+    """Make dest/train and dest/val folders of symlinks (for ../shared/tools/sr_eval.py --root)."""
+    train, val = split_paths(root)
+    out = []
+    for name, paths in (("train", train), ("val", val)):
+        folder = dest / name
+        folder.mkdir(parents=True, exist_ok=True)
+        for p in paths:
+            link = folder / p.name
+            if not link.exists():
+                link.symlink_to(p.resolve(), target_is_directory=p.is_dir())
+        out.append(folder)
+    return out[0], out[1]
+
+
+if __name__ == "__main__":
+    import argparse
+
+    ap = argparse.ArgumentParser(description="Link the train/validation split of the shared data into folders.")
+    ap.add_argument("--root", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared" / "data")
+    ap.add_argument("--dest", type=Path, default=Path(__file__).resolve().parents[1] / "data")
+    a = ap.parse_args()
+    for folder in link_split(a.root, a.dest):
+        print(folder)
