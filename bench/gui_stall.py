@@ -44,6 +44,50 @@ def fake_resources() -> Path:
     return root
 
 
+class StallTracer:
+    """A watchdog thread that records what the GUI thread was doing whenever a heartbeat is late."""
+
+    def __init__(self, beat: Heartbeat, threshold_ms: float = 40.0):
+        import threading
+
+        self.beat = beat
+        self.threshold = threshold_ms / 1000.0
+        self.main_id = threading.main_thread().ident
+        self.samples: dict[str, int] = {}
+        self._stop = threading.Event()
+        self.thread = threading.Thread(target=self._watch, daemon=True)
+
+    def start(self) -> None:
+        self.thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _watch(self) -> None:
+        import threading
+        import traceback
+
+        while not self._stop.wait(0.01):
+            if time.perf_counter() - self.beat.last > self.threshold:
+                frames = sys._current_frames()
+                frame = frames.get(self.main_id)
+                if frame is None:
+                    continue
+                stack = traceback.extract_stack(frame)[-2:]
+                key = "GUI: " + " <- ".join(
+                    f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in reversed(stack)
+                )
+                self.samples[key] = self.samples.get(key, 0) + 1
+                for ident, other in frames.items():
+                    if ident in (self.main_id, threading.get_ident()):
+                        continue
+                    top = traceback.extract_stack(other)[-2:]
+                    wkey = "worker: " + " <- ".join(
+                        f"{Path(f.filename).name}:{f.lineno} {f.name}" for f in reversed(top)
+                    )
+                    self.samples[wkey] = self.samples.get(wkey, 0) + 1
+
+
 class Heartbeat:
     """Records the gaps between timer ticks: the time the event loop could not run, per phase."""
 
@@ -53,21 +97,25 @@ class Heartbeat:
         self.timer = QTimer(interval=HEARTBEAT_MS, timeout=self._tick)
         self.timer.setTimerType(self.timer.timerType().PreciseTimer)
         self.last = time.perf_counter()
+        self.last_cpu = time.thread_time()
         self.phase = "start"
         self.stalls: dict[str, list[float]] = {}
+        self.busy: list[float] = []  # GUI-thread CPU time inside each gap: our own work, not waiting
 
     def start(self) -> None:
         self.last = time.perf_counter()
+        self.last_cpu = time.thread_time()
         self.timer.start()
 
     def _tick(self) -> None:
-        now = time.perf_counter()
+        now, cpu = time.perf_counter(), time.thread_time()
         gap = (now - self.last) * 1000.0 - HEARTBEAT_MS
         self.stalls.setdefault(self.phase, []).append(max(gap, 0.0))
-        self.last = now
+        self.busy.append((cpu - self.last_cpu) * 1000.0)
+        self.last, self.last_cpu = now, cpu
 
 
-def run(path: Path | None) -> dict:
+def run(path: Path | None, trace: bool = False) -> dict:
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     fake_resources()
     from PySide6.QtCore import QEventLoop, QTimer
@@ -88,14 +136,29 @@ def run(path: Path | None) -> dict:
     t_shown = time.perf_counter()
     beat = Heartbeat()
     beat.start()
+    tracer = StallTracer(beat) if trace else None
+    if tracer:
+        tracer.start()
     latencies: list[float] = []
 
-    def wait_sr(timeout_s: float = 120.0) -> None:
+    timeouts = []
+
+    def wait_sr(timeout_s: float = 60.0) -> None:
+        app.processEvents()  # let coalesced state changes become a request
+        last = win.workspace.last_final
+        if last is not None and last.request == win.controller.slices.current:
+            return  # already on screen (it arrived while we were scrolling)
+        win.controller.last_latency_ms = None
         loop = QEventLoop()
+        shown = []
         win.srShown.connect(loop.quit)
+        win.srShown.connect(shown.append)
         QTimer.singleShot(int(timeout_s * 1000), loop.quit)
         loop.exec()
         win.srShown.disconnect(loop.quit)
+        win.srShown.disconnect(shown.append)
+        if not shown:
+            timeouts.append(beat.phase)
         if win.controller.last_latency_ms is not None:
             latencies.append(win.controller.last_latency_ms)
 
@@ -103,6 +166,9 @@ def run(path: Path | None) -> dict:
         loop = QEventLoop()
         QTimer.singleShot(ms, loop.quit)
         loop.exec()
+
+    beat.phase = "idle (machine noise)"
+    pause(2000)
 
     s = win.state
     beat.phase = "load"
@@ -112,17 +178,26 @@ def run(path: Path | None) -> dict:
     t_first_sr = time.perf_counter()
 
     beat.phase = "slices"
-    for _ in range(40):  # a wheel scroll: one slice every 40 ms
-        s.step_slice(1)
+    room_up, room_down = s.n_slices - 1 - s.slice, s.slice
+    direction = 1 if room_up >= room_down else -1
+    steps = min(40, max(room_up, room_down))
+    for _ in range(steps):  # a wheel scroll: one slice every 40 ms
+        s.step_slice(direction)
         pause(40)
     wait_sr()
-    for _ in range(10):  # single steps, waiting for each
-        s.step_slice(-1)
+    for _ in range(min(10, steps)):  # single steps back, waiting for each
+        s.step_slice(-direction)
         wait_sr()
 
     beat.phase = "model/scale"
-    for model, scale in (("new_carn", 3.0), ("edsr", 2.0), ("meta_srgan", 2.5), ("edsr", 4.0),
-                         ("bicubic", 2.0), ("new_carn", 2.0)):
+    for model, scale in (
+        ("new_carn", 3.0),
+        ("edsr", 2.0),
+        ("meta_srgan", 2.5),
+        ("edsr", 4.0),
+        ("bicubic", 2.0),
+        ("new_carn", 2.0),
+    ):
         s.model, s.scale = model, scale
         wait_sr()
 
@@ -132,13 +207,16 @@ def run(path: Path | None) -> dict:
         wait_sr()
 
     beat.phase = "plane"
-    for axis in (2, 1, 0, 2):
+    first = s.axis
+    for axis in ((first + 1) % 3, (first + 2) % 3, first):
         s.axis = axis
         wait_sr()
     pause(300)
     beat.timer.stop()
     win.close()
 
+    if tracer:
+        tracer.stop()
     all_stalls = [g for gaps in beat.stalls.values() for g in gaps]
     ordered = sorted(all_stalls)
     return {
@@ -149,7 +227,11 @@ def run(path: Path | None) -> dict:
         "p99_stall_ms": round(ordered[int(len(ordered) * 0.99)], 1),
         "stalls_over_50ms": sum(g > 50 for g in all_stalls),
         "heartbeats": len(all_stalls),
+        "longest_gui_busy_ms": round(max(beat.busy), 1),
+        "gui_busy_over_50ms": sum(b > 50 for b in beat.busy),
         "longest_stall_by_phase_ms": {k: round(max(v), 1) for k, v in beat.stalls.items() if v},
+        "waits_timed_out": timeouts,
+        "stall_stacks": dict(sorted(tracer.samples.items(), key=lambda kv: -kv[1])[:30]) if tracer else {},
         "slice_latency_median_ms": round(sorted(latencies)[len(latencies) // 2], 1) if latencies else None,
     }
 
@@ -158,14 +240,18 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("path", nargs="?", type=Path, help="volume to open (default: the bundled sample)")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    parser.add_argument("--trace", action="store_true", help="sample the GUI thread's stack during stalls")
     args = parser.parse_args()
-    result = run(args.path)
+    result = run(args.path, args.trace)
     if args.json:
         print(json.dumps(result, indent=1))
         return 0
     print(f"{'measure':34s} value")
     for key, value in result.items():
-        if isinstance(value, dict):
+        if key == "stall_stacks":
+            for k, v in value.items():
+                print(f"  {v:4d} x {k}")
+        elif isinstance(value, dict):
             for k, v in value.items():
                 print(f"  longest stall in {k:17s} {v} ms")
         else:

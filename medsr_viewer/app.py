@@ -20,20 +20,35 @@ SCREENSHOT_TIMEOUT_S = 300
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="medsr-viewer", description="Compare super-resolution with bicubic on MRI/CT.")
-    p.add_argument("path", nargs="?", default=None, help="NIfTI file or DICOM file/folder (default: the sample)")
+    p = argparse.ArgumentParser(
+        prog="medsr-viewer", description="Compare super-resolution with bicubic on MRI/CT."
+    )
+    p.add_argument(
+        "path", nargs="?", default=None, help="NIfTI file or DICOM file/folder (default: the sample)"
+    )
     p.add_argument("--model", help="network for the SR panel (see `medsr models`)")
     p.add_argument("--scale", type=float, help="upscaling factor (2, 3, 4; 1.1-4.0 for meta_srgan)")
-    p.add_argument("--mode", choices=["simulate", "enhance"], help="Simulate (volume = ground truth) or Enhance")
+    p.add_argument(
+        "--mode", choices=["simulate", "enhance"], help="Simulate (volume = ground truth) or Enhance"
+    )
     p.add_argument("--slice", type=int, help="slice index (0-based) along the chosen orientation")
     p.add_argument("--orientation", choices=["axial", "coronal", "sagittal"], help="slicing plane")
     p.add_argument("--device", help="auto, cpu, cuda")
     p.add_argument("--weights", help="a .safetensors weights file for --model")
     p.add_argument("--blur", action="store_true", help="add the k3/sigma1 blur to the degradation")
-    p.add_argument("--screenshot", metavar="OUT.png", help="render offscreen after the first SR result, save, exit")
+    p.add_argument(
+        "--crosshair", metavar="I,J,K", help="put the crosshair on this voxel (and show its slice)"
+    )
+    p.add_argument("--zoom", type=float, help="magnification relative to fitting the slice (e.g. 2)")
+    p.add_argument(
+        "--screenshot", metavar="OUT.png", help="render offscreen after the first SR result, save, exit"
+    )
     p.add_argument("--size", default="1600x1000", help="window size for --screenshot (default 1600x1000)")
-    p.add_argument("--wait-metrics", action="store_true",
-                   help="with --screenshot: also wait for the per-slice metric curves")
+    p.add_argument(
+        "--wait-metrics",
+        action="store_true",
+        help="with --screenshot: also wait for the per-slice metric curves",
+    )
     p.add_argument("--timings", action="store_true", help="print start-up timings (ms) to stderr")
     return p
 
@@ -53,6 +68,17 @@ def run(argv: list[str]) -> int:
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
+    timings: dict[str, float] = {}
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    splash = None if headless else _splash(app)  # on screen before torch and friends are imported
+    if splash is not None:
+        timings["splash_shown_ms"] = (time.perf_counter() - T_START) * 1000
+
+    def fail(message: str) -> int:
+        if splash is not None:
+            splash.close()
+        return _fail(message)
+
     from engine.devices import available_devices
     from engine.models import get_card, model_names
     from engine.resources import sample_volume_path
@@ -61,20 +87,21 @@ def run(argv: list[str]) -> int:
     from medsr_viewer.theme import apply_theme
 
     if args.model is not None and args.model not in model_names():
-        return _fail(f"unknown model {args.model!r}; known: {', '.join(model_names())}")
+        return fail(f"unknown model {args.model!r}; known: {', '.join(model_names())}")
     if args.scale is not None:
         card = get_card(args.model) if args.model else None
         if args.scale <= 1.0 or args.scale > 8.0 or (card is not None and not card.serves(args.scale)):
-            return _fail(f"scale x{args.scale:g} is not served" + (f" by {args.model}" if args.model else ""))
+            return fail(f"scale x{args.scale:g} is not served" + (f" by {args.model}" if args.model else ""))
     if args.device is not None and args.device not in ["auto", *available_devices()]:
-        return _fail(f"device {args.device!r} is not available here (have: auto, {', '.join(available_devices())})")
+        return fail(
+            f"device {args.device!r} is not available here (have: auto, {', '.join(available_devices())})"
+        )
     path = Path(args.path) if args.path else sample_volume_path()
     if not path.exists():
-        return _fail(f"{path}: no such file or folder")
+        return fail(f"{path}: no such file or folder")
     if args.weights and not Path(args.weights).is_file():
-        return _fail(f"{args.weights}: weights file not found")
+        return fail(f"{args.weights}: weights file not found")
 
-    app = QApplication.instance() or QApplication(sys.argv[:1])
     app.setOrganizationName(ORGANISATION)
     app.setApplicationName(APPLICATION)
     apply_theme(app)
@@ -99,11 +126,26 @@ def run(argv: list[str]) -> int:
         s.blur = True
     if args.weights:
         win.use_weights(args.weights)
-    win.set_pending_view(AXIS_BY_NAME[args.orientation] if args.orientation else None, args.slice)
+    crosshair = None
+    if args.crosshair:
+        try:
+            crosshair = tuple(int(v) for v in args.crosshair.split(","))
+            assert len(crosshair) == 3
+        except (ValueError, AssertionError):
+            return fail(f"--crosshair wants three voxel indices I,J,K, got {args.crosshair!r}")
+    win.set_pending_view(
+        AXIS_BY_NAME[args.orientation] if args.orientation else None,
+        args.slice,
+        crosshair=crosshair,
+        zoom=args.zoom,
+    )
 
-    timings: dict[str, float] = {}
     win.show()
-    QTimer.singleShot(0, lambda: timings.setdefault("window_shown_ms", (time.perf_counter() - T_START) * 1000))
+    if splash is not None:
+        splash.close()
+    QTimer.singleShot(
+        0, lambda: timings.setdefault("window_shown_ms", (time.perf_counter() - T_START) * 1000)
+    )
     win.srShown.connect(lambda _r: timings.setdefault("first_sr_ms", (time.perf_counter() - T_START) * 1000))
 
     outcome = {"code": 0}
@@ -114,6 +156,47 @@ def run(argv: list[str]) -> int:
     if args.timings:
         print(" ".join(f"{k}={v:.0f}" for k, v in timings.items()), file=sys.stderr)
     return outcome["code"] if headless else code
+
+
+def _splash(app):
+    """A small start-up card, shown while the heavy modules (torch, pyqtgraph, the engine) import."""
+    from PySide6.QtCore import QRect, Qt
+    from PySide6.QtGui import QColor, QFont, QIcon, QPainter, QPixmap
+    from PySide6.QtWidgets import QLabel
+
+    from engine.resources import resources_dir
+
+    pixmap = QPixmap(460, 150)
+    pixmap.fill(QColor("#1b1c1f"))
+    p = QPainter(pixmap)
+    try:
+        icon = resources_dir() / "icons" / "medsr-viewer.svg"
+        if icon.exists():
+            p.drawPixmap(24, 43, QIcon(str(icon)).pixmap(64, 64))
+        font = QFont()
+        font.setPointSize(18)
+        font.setBold(True)
+        p.setFont(font)
+        p.setPen(QColor("#e8eaed"))
+        p.drawText(QRect(108, 38, 340, 36), Qt.AlignmentFlag.AlignLeft, "MedSR Viewer")
+        font.setPointSize(9)
+        font.setBold(False)
+        p.setFont(font)
+        p.setPen(QColor("#9aa0a6"))
+        p.drawText(
+            QRect(108, 76, 340, 20), Qt.AlignmentFlag.AlignLeft, "super-resolution vs bicubic, slice by slice"
+        )
+        p.setPen(QColor("#ff9f1c"))
+        p.drawText(QRect(108, 98, 340, 20), Qt.AlignmentFlag.AlignLeft, "SR is computed, not acquired")
+    finally:
+        p.end()
+    # A plain frameless label: QSplashScreen waits up to a second for the window to be exposed.
+    splash = QLabel()
+    splash.setWindowFlags(Qt.WindowType.SplashScreen | Qt.WindowType.FramelessWindowHint)
+    splash.setPixmap(pixmap)
+    splash.show()
+    app.processEvents()
+    return splash
 
 
 def _arm_screenshot(app, win, out: Path, wait_metrics: bool, outcome: dict) -> None:
@@ -154,6 +237,13 @@ def _arm_screenshot(app, win, out: Path, wait_metrics: bool, outcome: dict) -> N
             win.close()
             app.quit()
 
+    def slice_failed(_request, message: str) -> None:  # e.g. a plane one voxel thick
+        if not done["saved"]:
+            outcome["code"] = _fail(message)
+            done["saved"] = True
+            win.close()
+            app.quit()
+
     def timeout() -> None:
         if not done["saved"]:
             outcome["code"] = _fail(f"no SR result within {SCREENSHOT_TIMEOUT_S} s; nothing written")
@@ -166,5 +256,6 @@ def _arm_screenshot(app, win, out: Path, wait_metrics: bool, outcome: dict) -> N
     win.srShown.connect(sr_shown)
     win.controller.curvesFinished.connect(curves_finished)
     win.errorReported.connect(failed)
+    win.controller.sliceFailed.connect(slice_failed)
     win.seriesChoiceRequested.connect(series_choice)
     QTimer.singleShot(SCREENSHOT_TIMEOUT_S * 1000, timeout)

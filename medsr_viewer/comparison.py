@@ -8,18 +8,36 @@ back is instant.
 
 from __future__ import annotations
 
+import os
 import time
 from collections import OrderedDict
 
+import torch
 from PySide6.QtCore import QObject, QTimer, Signal
 
 from medsr_viewer.model_cache import ModelCache
-from medsr_viewer.pipeline import CurveRequest, SliceRequest, SliceResult, centre_out_order, curve_job, slice_job
+from medsr_viewer.pipeline import (
+    CurveRequest,
+    SliceRequest,
+    SliceResult,
+    centre_out_order,
+    curve_job,
+    slice_job,
+)
 from medsr_viewer.state import ViewerState
 from medsr_viewer.workers import CancelToken, LatestRequest, WorkerPool
 
 CACHE_BYTES = 256 * 2**20
-CURVE_FLUSH_MS = 150
+CURVE_FLUSH_MS = 400
+QUIET_S = 0.4  # background scoring waits until the user has not changed the view for this long
+
+
+def leave_a_core_for_the_gui() -> int:
+    """Cap torch's intra-op threads at (cores - 1) so inference never starves the GUI thread."""
+    wanted = max(1, (os.cpu_count() or 2) - 1)
+    if torch.get_num_threads() > wanted:
+        torch.set_num_threads(wanted)
+    return torch.get_num_threads()
 
 
 class ResultCache:
@@ -38,7 +56,9 @@ class ResultCache:
         return item[0]
 
     def put(self, result: SliceResult) -> None:
-        size = sum(l.image.nbytes for l in result.images.values()) + sum(l.image.nbytes for l in result.errors.values())
+        size = sum(l.image.nbytes for l in result.images.values()) + sum(
+            l.image.nbytes for l in result.errors.values()
+        )
         if size > self.budget or result.request in self._items:
             return
         self._items[result.request] = (result, size)
@@ -65,6 +85,7 @@ class ComparisonController(QObject):
     def __init__(self, state: ViewerState, parent: QObject | None = None, curves: bool = True):
         super().__init__(parent)
         self.state = state
+        leave_a_core_for_the_gui()
         self.models = ModelCache()
         self.slice_pool = WorkerPool(1, "medsr-slices")
         self.curve_pool = WorkerPool(1, "medsr-curves")
@@ -81,6 +102,7 @@ class ComparisonController(QObject):
         self._flush = QTimer(self, singleShot=True, interval=CURVE_FLUSH_MS, timeout=self._flush_points)
         self._schedule = QTimer(self, singleShot=True, interval=0, timeout=self.update_requests)
         self.submitted_at: dict[SliceRequest, float] = {}
+        self.last_interaction = time.monotonic()
         self.last_latency_ms: float | None = None
         ev = state.events
         for event in (ev.volume, ev.axis, ev.slice, ev.model, ev.scale, ev.device, ev.mode, ev.blur):
@@ -98,10 +120,13 @@ class ComparisonController(QObject):
         request = SliceRequest.from_state(self.state)
         if request is None:
             return
+        self.last_interaction = time.monotonic()
         cached = None if force else self.cache.get(request)
         if cached is not None and request != self.slices.current:
             self.slices.adopt(request)
+            self.last_latency_ms = None  # nothing was computed
             self.sliceResult.emit(cached)
+            self.srShown.emit(cached)
         elif self.slices.submit(request, force=force):
             self.submitted_at[request] = time.perf_counter()
         self.update_curves(request.curve, force=force)
@@ -146,17 +171,28 @@ class ComparisonController(QObject):
         start = self.state.slice
 
         def pause(token: CancelToken) -> None:
+            """Let the slice being looked at (and the GUI) have the CPU first."""
             waited = 0.0
-            while busy.is_set() and not token() and waited < 5.0:
-                time.sleep(0.01)
-                waited += 0.01
+            while (
+                not token()
+                and waited < 5.0
+                and (busy.is_set() or time.monotonic() - self.last_interaction < QUIET_S)
+            ):
+                time.sleep(0.02)
+                waited += 0.02
 
         def job(token: CancelToken):
             if loaded is None or loaded.volume_id != request.volume_id:
                 return None
             n = loaded.volume.shape[request.axis]
-            yield from curve_job(request, loaded, models, token, pause=lambda: pause(token),
-                                 order=centre_out_order(n, min(start, n - 1)))
+            yield from curve_job(
+                request,
+                loaded,
+                models,
+                token,
+                pause=lambda: pause(token),
+                order=centre_out_order(n, min(start, n - 1)),
+            )
             return request
 
         return job

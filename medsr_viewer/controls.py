@@ -17,6 +17,7 @@ from PySide6.QtWidgets import (
     QDoubleSpinBox,
     QHBoxLayout,
     QLabel,
+    QSizePolicy,
     QStackedWidget,
     QToolBar,
     QToolButton,
@@ -37,8 +38,9 @@ def _label(text: str) -> QLabel:
     return lab
 
 
-def _segmented(names: list[tuple[str, str]], tip: dict[str, str] | None = None) -> tuple[QWidget, QButtonGroup,
-                                                                                        dict[str, QToolButton]]:
+def _segmented(
+    names: list[tuple[str, str]], tip: dict[str, str] | None = None
+) -> tuple[QWidget, QButtonGroup, dict[str, QToolButton]]:
     box = QWidget()
     lay = QHBoxLayout(box)
     lay.setContentsMargins(0, 0, 0, 0)
@@ -69,11 +71,15 @@ class ControlsBar(QToolBar):
         self.state = state
         self.catalog: dict[str, dict[str, Any]] = {}
         self._updating = False
+        self._trained: dict[tuple[str, float | None], bool] = {}  # weights on disk, until the next rescan
 
         mode_box, self.mode_group, self.mode_buttons = _segmented(
             [(SIMULATE, "Simulate"), (ENHANCE, "Enhance")],
-            {SIMULATE: "The loaded volume is ground truth: LR is degraded from it and SR is scored against it (M)",
-             ENHANCE: "The loaded volume is what was acquired: SR goes beyond its resolution (M)"})
+            {
+                SIMULATE: "The loaded volume is ground truth: LR is made from it, SR scored against it (M)",
+                ENHANCE: "The loaded volume is what was acquired: SR goes beyond its resolution (M)",
+            },
+        )
         for key, b in self.mode_buttons.items():
             b.clicked.connect(lambda _c=False, k=key: setattr(self.state, "mode", k))
 
@@ -103,15 +109,19 @@ class ControlsBar(QToolBar):
             self.device_combo.addItem(name.upper() if name != "auto" else "auto", name)
         self.device_combo.setToolTip("Where the network runs: auto takes a GPU when there is one")
         self.device_combo.currentIndexChanged.connect(
-            lambda i: setattr(self.state, "device", self.device_combo.itemData(i)))
+            lambda i: setattr(self.state, "device", self.device_combo.itemData(i))
+        )
 
         self.blur_check = QCheckBox("blur")
-        self.blur_check.setToolTip("Add the k3/σ1 Gaussian blur to the degradation (Simulate LR, Enhance consistency)")
+        self.blur_check.setToolTip(
+            "Add the k3/σ1 Gaussian blur to the degradation (Simulate LR, Enhance consistency)"
+        )
         self.blur_check.toggled.connect(lambda on: setattr(self.state, "blur", on))
 
         plane_box, self.plane_group, self.plane_buttons = _segmented(
             [("2", "Axial"), ("1", "Coronal"), ("0", "Sagittal")],
-            {"2": "Axial slices (key 1)", "1": "Coronal slices (key 2)", "0": "Sagittal slices (key 3)"})
+            {"2": "Axial slices (key 1)", "1": "Coronal slices (key 2)", "0": "Sagittal slices (key 3)"},
+        )
         for key, b in self.plane_buttons.items():
             b.clicked.connect(lambda _c=False, k=int(key): setattr(self.state, "axis", k))
 
@@ -121,9 +131,15 @@ class ControlsBar(QToolBar):
         self.window_combo.setToolTip("Window/level presets (right-drag on any image adjusts the window)")
         self.window_combo.currentTextChanged.connect(self._preset_picked)
 
-        for group in ((_label("Mode"), mode_box), (_label("Model"), self.model_combo),
-                      (_label("Scale"), self.scale_stack), (_label("Device"), self.device_combo),
-                      (self.blur_check,), (_label("Plane"), plane_box), (_label("Window"), self.window_combo)):
+        for group in (
+            (_label("Mode"), mode_box),
+            (_label("Model"), self.model_combo),
+            (_label("Scale"), self.scale_stack),
+            (_label("Device"), self.device_combo),
+            (self.blur_check,),
+            (_label("Plane"), plane_box),
+            (_label("Window"), self.window_combo),
+        ):
             self.addWidget(_group(*group))
 
         self.populate_models()
@@ -141,16 +157,20 @@ class ControlsBar(QToolBar):
     # --- model list ----------------------------------------------------------------------------
     def populate_models(self) -> None:
         """Every registered network; untrained ones greyed and marked, the card as tooltip."""
+        self._trained.clear()
         self._updating = True
         try:
             self.model_combo.clear()
             for name in picker_names():
-                trained = has_weights(name, None, self.state.weights)
+                trained = self.trained(name, None)
                 label = name if trained else f"{name}  (untrained)"
                 self.model_combo.addItem(label, name)
                 i = self.model_combo.count() - 1
-                self.model_combo.setItemData(i, card_html(name, self.catalog.get(name), self.state.weights.get(name)),
-                                             Qt.ItemDataRole.ToolTipRole)
+                self.model_combo.setItemData(
+                    i,
+                    card_html(name, self.catalog.get(name), self.state.weights.get(name)),
+                    Qt.ItemDataRole.ToolTipRole,
+                )
                 if not trained:
                     self.model_combo.setItemData(i, QColor(150, 150, 150), Qt.ItemDataRole.ForegroundRole)
         finally:
@@ -160,6 +180,12 @@ class ControlsBar(QToolBar):
     def set_catalog(self, rows: list[dict[str, Any]]) -> None:
         self.catalog = {r["name"]: r for r in rows}
         self.populate_models()
+
+    def trained(self, name: str, scale: float | None) -> bool:
+        key = (name, scale)
+        if key not in self._trained:
+            self._trained[key] = has_weights(name, scale, self.state.weights)
+        return self._trained[key]
 
     # --- user input -> state -------------------------------------------------------------------
     def _model_picked(self, index: int) -> None:
@@ -209,7 +235,7 @@ class ControlsBar(QToolBar):
             else:
                 self.scale_combo.clear()
                 for sc in fixed:
-                    trained = has_weights(s.model, sc, s.weights)
+                    trained = self.trained(s.model, sc)
                     self.scale_combo.addItem(f"×{sc:g}" if trained else f"×{sc:g} (untrained)", sc)
                 j = self.scale_combo.findData(s.scale)
                 if j < 0:
@@ -239,7 +265,9 @@ class ControlsBar(QToolBar):
             self._updating = False
 
     def card_for_current(self) -> str:
-        return card_html(self.state.model, self.catalog.get(self.state.model), self.state.weights.get(self.state.model))
+        return card_html(
+            self.state.model, self.catalog.get(self.state.model), self.state.weights.get(self.state.model)
+        )
 
     def model_title(self) -> str:
         return get_card(self.state.model).title
@@ -248,6 +276,7 @@ class ControlsBar(QToolBar):
 def _group(*widgets: QWidget) -> QWidget:
     """A label and its control kept together (the toolbar moves whole groups to its overflow menu)."""
     box = QWidget()
+    box.setSizePolicy(QSizePolicy.Policy.Fixed, QSizePolicy.Policy.Fixed)
     lay = QHBoxLayout(box)
     lay.setContentsMargins(2, 0, 8, 0)
     lay.setSpacing(4)

@@ -20,8 +20,12 @@ SR_COLOR = "#ff9f1c"
 
 TITLES = {
     SIMULATE: ("|Bicubic − HR|", "|SR − HR|", "bicubic", "SR"),
-    "enhance": ("|SR − Bicubic|", "Data consistency |degrade(SR) − input|", "|SR − bicubic|",
-                "|degrade(SR) − input|"),
+    "enhance": (
+        "|SR − Bicubic|",
+        "Data consistency |degrade(SR) − input|",
+        "|SR − bicubic|",
+        "|degrade(SR) − input|",
+    ),
 }
 
 
@@ -37,8 +41,9 @@ class ErrorMapsView(QWidget):
         self.colorbar_view = pg.GraphicsLayoutWidget()
         self.colorbar_view.setAcceptDrops(False)
         self.colorbar_view.setFixedWidth(78)
-        self.colorbar = pg.ColorBarItem(values=(0.0, 1.0), colorMap=error_colormap(), interactive=False,
-                                        width=14, colorMapMenu=False)
+        self.colorbar = pg.ColorBarItem(
+            values=(0.0, 1.0), colorMap=error_colormap(), interactive=False, width=14, colorMapMenu=False
+        )
         self.colorbar.setImageItem([p.image for p in self.panels])
         self.colorbar_view.addItem(self.colorbar)
 
@@ -46,13 +51,18 @@ class ErrorMapsView(QWidget):
         self.hist_plot.setAcceptDrops(False)
         self.hist_plot.setMenuEnabled(False)
         self.hist_plot.setMouseEnabled(x=False, y=False)
-        self.hist_plot.showGrid(x=True, y=True, alpha=0.2)
         self.hist_plot.setLabel("left", "pixels")
+        for side in ("left", "bottom"):
+            self.hist_plot.getAxis(side).enableAutoSIPrefix(False)
+        self.colorbar.axis.enableAutoSIPrefix(False)
         self.legend = self.hist_plot.addLegend(offset=(-8, 8), labelTextSize="8pt")
         self.curves = {
-            "a": self.hist_plot.plot([0, 1], [0], stepMode="center", pen=pg.mkPen(BICUBIC_COLOR, width=2),
-                                     name="bicubic"),
-            "b": self.hist_plot.plot([0, 1], [0], stepMode="center", pen=pg.mkPen(SR_COLOR, width=2), name="SR"),
+            "a": self.hist_plot.plot(
+                [0, 1], [0], stepMode="center", pen=pg.mkPen(BICUBIC_COLOR, width=2), name="bicubic"
+            ),
+            "b": self.hist_plot.plot(
+                [0, 1], [0], stepMode="center", pen=pg.mkPen(SR_COLOR, width=2), name="SR"
+            ),
         }
         self.log_y = QCheckBox("log y")
         self.log_y.setChecked(True)
@@ -96,8 +106,9 @@ class ErrorMapsView(QWidget):
         self.legend.clear()
         self.legend.addItem(self.curves["a"], name_a)
         self.legend.addItem(self.curves["b"], name_b)
-        self.hist_title.setText("Error histogram (foreground)" if mode == SIMULATE
-                                else "Difference / consistency histogram")
+        self.hist_title.setText(
+            "Error histogram (foreground)" if mode == SIMULATE else "Difference / consistency histogram"
+        )
         self.clear()
         self._label_axes()
 
@@ -141,4 +152,3 @@ class ErrorMapsView(QWidget):
     def set_cursor(self, pos) -> None:
         for p in self.panels:
             p.set_cursor(pos)
-

@@ -40,13 +40,18 @@ def labelled_grab(widget: QWidget, header: str, footer: str = DISCLAIMER) -> QIm
         font.setBold(True)
         p.setFont(font)
         p.setPen(QColor(235, 235, 235))
-        p.drawText(QRect(8, 0, w - 16, HEADER_PX), Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft, header)
+        p.drawText(
+            QRect(8, 0, w - 16, HEADER_PX), Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft, header
+        )
         font.setBold(False)
         font.setPointSizeF(9)
         p.setFont(font)
         p.setPen(QColor(255, 170, 60))
-        p.drawText(QRect(8, HEADER_PX + h, w - 16, FOOTER_PX),
-                   Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft, footer)
+        p.drawText(
+            QRect(8, HEADER_PX + h, w - 16, FOOTER_PX),
+            Qt.AlignmentFlag.AlignVCenter | Qt.AlignmentFlag.AlignLeft,
+            footer,
+        )
     finally:
         p.end()
     return image

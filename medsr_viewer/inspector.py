@@ -7,6 +7,7 @@ from __future__ import annotations
 import html
 import math
 
+import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QLabel, QScrollArea, QSizePolicy, QVBoxLayout, QWidget
@@ -48,17 +49,30 @@ def metrics_html(result: SliceResult, loaded: LoadedVolume, unit: str) -> str:
     else:
         rows = [
             ("<th></th><th>PSNR dB</th><th>SSIM</th><th>PSNR fg</th><th>SSIM fg</th>"),
-            (f"<td style='color:{BICUBIC_COLOR}'><b>Bicubic</b></td><td>{_fmt(bic.psnr, 2)}</td>"
-             f"<td>{_fmt(bic.ssim, 4)}</td><td>{_fmt(bic.psnr_fg, 2)}</td><td>{_fmt(bic.ssim_fg, 4)}</td>"),
-            (f"<td style='color:{SR_COLOR}'><b>SR</b> {sr_name}</td><td>{_fmt(sr.psnr, 2)}</td>"
-             f"<td>{_fmt(sr.ssim, 4)}</td><td>{_fmt(sr.psnr_fg, 2)}</td><td>{_fmt(sr.ssim_fg, 4)}</td>"),
-            (f"<td>Δ SR − bic</td><td>{_delta(sr.psnr, bic.psnr, 2)}</td><td>{_delta(sr.ssim, bic.ssim, 4)}</td>"
-             f"<td>{_delta(sr.psnr_fg, bic.psnr_fg, 2)}</td><td>{_delta(sr.ssim_fg, bic.ssim_fg, 4)}</td>"),
+            (
+                f"<td style='color:{BICUBIC_COLOR}'><b>Bicubic</b></td><td>{_fmt(bic.psnr, 2)}</td>"
+                f"<td>{_fmt(bic.ssim, 4)}</td><td>{_fmt(bic.psnr_fg, 2)}</td><td>{_fmt(bic.ssim_fg, 4)}</td>"
+            ),
+            (
+                f"<td style='color:{SR_COLOR}'><b>SR</b> {sr_name}</td><td>{_fmt(sr.psnr, 2)}</td>"
+                f"<td>{_fmt(sr.ssim, 4)}</td><td>{_fmt(sr.psnr_fg, 2)}</td><td>{_fmt(sr.ssim_fg, 4)}</td>"
+            ),
+            (
+                f"<td>Δ SR − bic</td><td>{_delta(sr.psnr, bic.psnr, 2)}</td>"
+                f"<td>{_delta(sr.ssim, bic.ssim, 4)}</td>"
+                f"<td>{_delta(sr.psnr_fg, bic.psnr_fg, 2)}</td><td>{_delta(sr.ssim_fg, bic.ssim_fg, 4)}</td>"
+            ),
         ]
-        table = ("<table cellspacing='0' cellpadding='3' width='100%'>"
-                 + "".join(f"<tr>{r}</tr>" for r in rows) + "</table>")
-    what = ("SR and bicubic vs HR (the loaded slice)" if req.mode == SIMULATE
-            else "data consistency: degrade(x) vs the acquired slice")
+        table = (
+            "<table cellspacing='0' cellpadding='3' width='100%'>"
+            + "".join(f"<tr>{r}</tr>" for r in rows)
+            + "</table>"
+        )
+    what = (
+        "SR and bicubic vs HR (the loaded slice)"
+        if req.mode == SIMULATE
+        else "data consistency: degrade(x) vs the acquired slice"
+    )
     unit_txt = f" {unit}" if unit else ""
     notes = [
         f"Slice {req.index + 1} / {loaded.volume.shape[req.axis]} ({AXIS_NAMES[req.axis]}) · ×{req.scale:g}"
@@ -136,8 +150,15 @@ class Inspector(QWidget):
             self.histogram.item.setImageItem(image_item)
         finally:
             self._syncing = False
+        image_item.sigImageChanged.connect(self._log_counts)  # after the histogram's own update
         self._bound = True
         self._window_changed(self.state.window)
+
+    def _log_counts(self) -> None:
+        """Show log10(1 + count): the background peak would otherwise flatten the tissue histogram."""
+        x, y = self.histogram.item.plot.getData()
+        if x is not None and y is not None and len(y):
+            self.histogram.item.plot.setData(x, np.log10(1.0 + np.asarray(y, dtype=float)))
 
     def _levels_dragged(self, item) -> None:
         if self._syncing or self.state.loaded is None:
@@ -172,10 +193,13 @@ class Inspector(QWidget):
         name = v.source.name if v.source else "(memory)"
         desc = html.escape(v.description or "")
         warn = v.metadata.get("warnings") or []
-        lines = [f"<b>{html.escape(name)}</b> {desc}", f"{v.modality} · {' × '.join(map(str, v.shape))} voxels",
-                 f"voxel {sp} mm (RAS: sagittal × coronal × axial)",
-                 "Display: radiological (patient's right on screen left in axial/coronal; "
-                 "anterior left in sagittal)"]
+        lines = [
+            f"<b>{html.escape(name)}</b> {desc}",
+            f"{v.modality} · {' × '.join(map(str, v.shape))} voxels",
+            f"voxel {sp} mm (RAS: sagittal × coronal × axial)",
+            "Display: radiological (patient's right on screen left in axial/coronal; "
+            "anterior left in sagittal)",
+        ]
         lines += [f"<span style='color:#ff9f1c'>{html.escape(str(w))}</span>" for w in warn[:3]]
         self.volume_info.setText("<br>".join(lines))
         self.metrics.setText("computing…")
@@ -189,4 +213,3 @@ class Inspector(QWidget):
     def show_card(self, text: str, notice: str = "") -> None:
         extra = f"<p style='color:#ff9f1c'><b>{html.escape(notice)}</b></p>" if notice else ""
         self.card.setText(extra + text)
-

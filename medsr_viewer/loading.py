@@ -47,7 +47,9 @@ def load_job(path: Path, series_uid: str | None):
             series = list_dicom_series(path)
             if len(series) > 1:
                 return SeriesChoice(path, series)
-        volume = load_volume(path, series_uid, cancel=token, progress=lambda f: token.report(f, f"reading {path.name}"))
+        volume = load_volume(
+            path, series_uid, cancel=token, progress=lambda f: token.report(f, f"reading {path.name}")
+        )
         token.report(1.0, "preparing")
         return LoadedVolume.prepare(volume)
 
@@ -150,11 +152,15 @@ class SeriesChooser(QDialog):
             header.setSectionResizeMode(col, QHeaderView.ResizeMode.ResizeToContents)
         self.table.selectRow(0)
         self.table.doubleClicked.connect(lambda _i: self.accept())
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Open | QDialogButtonBox.StandardButton.Cancel)
+        buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Open | QDialogButtonBox.StandardButton.Cancel
+        )
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         lay = QVBoxLayout(self)
-        lay.addWidget(QLabel(f"<b>{choice.path}</b> holds {len(choice.series)} image series. Open which one?"))
+        lay.addWidget(
+            QLabel(f"<b>{choice.path}</b> holds {len(choice.series)} image series. Open which one?")
+        )
         lay.addWidget(self.table)
         lay.addWidget(buttons)
         self.resize(680, 120 + 30 * min(len(choice.series), 10))

@@ -32,6 +32,7 @@ from medsr_viewer.inspector import Inspector
 from medsr_viewer.loading import SeriesChoice, SeriesChooser, VolumeLoader
 from medsr_viewer.model_cards import has_weights
 from medsr_viewer.settings import Settings
+from medsr_viewer.slicing import point_of
 from medsr_viewer.state import AXIS_NAMES, MODES, SIMULATE, LoadedVolume, ViewerState
 from medsr_viewer.workers import GeneratorWorker, WorkerPool
 from medsr_viewer.workspace import Workspace, unit_of
@@ -39,6 +40,7 @@ from medsr_viewer.workspace import Workspace, unit_of
 log = logging.getLogger(__name__)
 
 APP_TITLE = "MedSR Viewer"
+CATALOG_DELAY_MS = 3000
 
 
 class MainWindow(QMainWindow):
@@ -64,6 +66,7 @@ class MainWindow(QMainWindow):
         self._export_worker: GeneratorWorker | None = None
         self.open_dialogs: list[QWidget] = []
         self.t_first_sr: float | None = None
+        self._pending: dict = {}
 
         self.setWindowTitle(APP_TITLE)
         icon = resources_dir() / "icons" / "medsr-viewer.svg"
@@ -82,8 +85,9 @@ class MainWindow(QMainWindow):
         dock = QDockWidget("Inspector")
         dock.setObjectName("inspectorDock")
         dock.setWidget(self.inspector)
-        dock.setFeatures(QDockWidget.DockWidgetFeature.DockWidgetMovable
-                         | QDockWidget.DockWidgetFeature.DockWidgetClosable)
+        dock.setFeatures(
+            QDockWidget.DockWidgetFeature.DockWidgetMovable | QDockWidget.DockWidgetFeature.DockWidgetClosable
+        )
         dock.setMinimumWidth(330)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
         self.inspector_dock = dock
@@ -91,7 +95,7 @@ class MainWindow(QMainWindow):
         self._build_status_bar()
         self._build_actions()
         self._connect()
-        self._start_catalog()
+        QTimer.singleShot(CATALOG_DELAY_MS, self._start_catalog)  # after the first slice, not competing
         self.resize(1600, 1000)
         self._restore_layout()
         self._update_card()
@@ -136,19 +140,29 @@ class MainWindow(QMainWindow):
     def _build_actions(self) -> None:
         mb = self.menuBar()
         f = mb.addMenu("&File")
-        self.act_open = self._action("Open file…", self.open_file_dialog, QKeySequence.StandardKey.Open,
-                                     "Open a NIfTI file or a DICOM file")
-        self.act_open_folder = self._action("Open folder…", self.open_folder_dialog, "Ctrl+Shift+O",
-                                            "Open a DICOM folder")
+        self.act_open = self._action(
+            "Open file…",
+            self.open_file_dialog,
+            QKeySequence.StandardKey.Open,
+            "Open a NIfTI file or a DICOM file",
+        )
+        self.act_open_folder = self._action(
+            "Open folder…", self.open_folder_dialog, "Ctrl+Shift+O", "Open a DICOM folder"
+        )
         self.act_sample = self._action("Open bundled sample", lambda: self.open_path(sample_volume_path()))
         f.addActions([self.act_open, self.act_open_folder, self.act_sample])
         self.recent_menu = f.addMenu("Open recent")
         self._fill_recent()
         f.addSeparator()
-        self.act_export_png = self._action("Export view as PNG…", self.export_png_dialog, "Ctrl+E",
-                                           "Save the panels as a labelled PNG")
-        self.act_export_volume = self._action("Export SR volume…", self.export_volume_dialog, "Ctrl+Shift+E",
-                                              "Super-resolve the whole volume and write NIfTI or a DICOM series")
+        self.act_export_png = self._action(
+            "Export view as PNG…", self.export_png_dialog, "Ctrl+E", "Save the panels as a labelled PNG"
+        )
+        self.act_export_volume = self._action(
+            "Export SR volume…",
+            self.export_volume_dialog,
+            "Ctrl+Shift+E",
+            "Super-resolve the whole volume and write NIfTI or a DICOM series",
+        )
         f.addActions([self.act_export_png, self.act_export_volume])
         f.addSeparator()
         f.addAction(self._action("Quit", self.close, QKeySequence.StandardKey.Quit))
@@ -158,30 +172,54 @@ class MainWindow(QMainWindow):
         v.addAction(self.act_mode)
         v.addSeparator()
         for key, axis in (("1", 2), ("2", 1), ("3", 0)):
-            v.addAction(self._action(f"{AXIS_NAMES[axis].capitalize()} slices", lambda a=axis: setattr(
-                self.state, "axis", a), key))
+            v.addAction(
+                self._action(
+                    f"{AXIS_NAMES[axis].capitalize()} slices",
+                    lambda a=axis: setattr(self.state, "axis", a),
+                    key,
+                )
+            )
         v.addSeparator()
         v.addAction(self._action("Next slice", lambda: self.state.step_slice(1), ["PgUp", "Up"]))
         v.addAction(self._action("Previous slice", lambda: self.state.step_slice(-1), ["PgDown", "Down"]))
         v.addAction(self._action("Forward 10 slices", lambda: self.state.step_slice(10), "Shift+PgUp"))
         v.addAction(self._action("Back 10 slices", lambda: self.state.step_slice(-10), "Shift+PgDown"))
         v.addAction(self._action("First slice", lambda: setattr(self.state, "slice", 0), "Home"))
-        v.addAction(self._action("Last slice", lambda: setattr(self.state, "slice", self.state.n_slices - 1), "End"))
+        v.addAction(
+            self._action("Last slice", lambda: setattr(self.state, "slice", self.state.n_slices - 1), "End")
+        )
         v.addSeparator()
-        v.addAction(self._action("Zoom in", lambda: self.workspace.link.set_zoom(self.workspace.link.zoom * 1.25),
-                                 ["+", "="]))
-        v.addAction(self._action("Zoom out", lambda: self.workspace.link.set_zoom(self.workspace.link.zoom / 1.25),
-                                 "-"))
+        v.addAction(
+            self._action(
+                "Zoom in", lambda: self.workspace.link.set_zoom(self.workspace.link.zoom * 1.25), ["+", "="]
+            )
+        )
+        v.addAction(
+            self._action(
+                "Zoom out", lambda: self.workspace.link.set_zoom(self.workspace.link.zoom / 1.25), "-"
+            )
+        )
         v.addAction(self._action("Fit slices to panels", self.state.reset_view, "R"))
         v.addAction(self._action("Clear crosshair", lambda: setattr(self.state, "cursor", None), "Esc"))
         v.addSeparator()
         v.addAction(self.inspector_dock.toggleViewAction())
 
         m = mb.addMenu("&Model")
-        m.addAction(self._action("Use weights file…", self.weights_dialog,
-                                 tip="Run a .safetensors weights file (e.g. one you trained) in the SR panel"))
-        m.addAction(self._action("Rescan shipped weights", self.rescan_weights, "F5",
-                                 tip="Look again for weights files (training may have written new ones)"))
+        m.addAction(
+            self._action(
+                "Use weights file…",
+                self.weights_dialog,
+                tip="Run a .safetensors weights file (e.g. one you trained) in the SR panel",
+            )
+        )
+        m.addAction(
+            self._action(
+                "Rescan shipped weights",
+                self.rescan_weights,
+                "F5",
+                tip="Look again for weights files (training may have written new ones)",
+            )
+        )
 
         h = mb.addMenu("&Help")
         h.addAction(self._action("Mouse and keys", self.show_help, "F1"))
@@ -212,8 +250,11 @@ class MainWindow(QMainWindow):
 
     def open_file_dialog(self) -> None:
         name, _ = QFileDialog.getOpenFileName(
-            self, "Open volume", self.settings.last_folder,
-            "Volumes (*.nii *.nii.gz *.dcm *.DCM *.ima *.IMA);;All files (*)")
+            self,
+            "Open volume",
+            self.settings.last_folder,
+            "Volumes (*.nii *.nii.gz *.dcm *.DCM *.ima *.IMA);;All files (*)",
+        )
         if name:
             self.open_path(name)
 
@@ -238,20 +279,31 @@ class MainWindow(QMainWindow):
             self._fill_recent()
         self.workspace.errors.set_unit(unit_of(loaded))
         self.inspector.show_volume(loaded, unit_of(loaded))
-        pending_axis = getattr(self, "_pending_axis", None)
-        pending_slice = getattr(self, "_pending_slice", None)
-        self._pending_axis = self._pending_slice = None
-        self.state.set_volume(loaded, axis=pending_axis)
-        if pending_slice is not None:
-            self.state.slice = pending_slice
+        pending, self._pending = self._pending, {}
+        self.state.set_volume(loaded, axis=pending.get("axis"))
+        if pending.get("slice") is not None:
+            self.state.slice = pending["slice"]
+        ijk = pending.get("crosshair")
+        if ijk is not None and all(0 <= i < n for i, n in zip(ijk, v.shape, strict=True)):
+            self.state.slice = ijk[self.state.axis]
+            self.state.cursor = point_of(v, self.state.axis, ijk)
+        if pending.get("zoom"):
+            if self.state.cursor is not None:
+                self.workspace.link.centre_on(*self.state.cursor)
+            self.workspace.link.set_zoom(pending["zoom"])
         self.volumeLoaded.emit(loaded)
         for w in (v.metadata.get("warnings") or [])[:1]:
             self.statusBar().showMessage(f"Note: {w}", 8000)
 
-    def set_pending_view(self, axis: int | None = None, slice_index: int | None = None) -> None:
-        """Plane and slice to show once the volume being loaded arrives (command line)."""
-        self._pending_axis = axis
-        self._pending_slice = slice_index
+    def set_pending_view(
+        self,
+        axis: int | None = None,
+        slice_index: int | None = None,
+        crosshair: tuple[int, int, int] | None = None,
+        zoom: float | None = None,
+    ) -> None:
+        """Plane, slice, crosshair voxel and zoom to show once the volume being loaded arrives."""
+        self._pending = {"axis": axis, "slice": slice_index, "crosshair": crosshair, "zoom": zoom}
 
     # --- drag and drop -------------------------------------------------------------------------
     def dragEnterEvent(self, event: QDragEnterEvent) -> None:  # noqa: N802
@@ -325,7 +377,9 @@ class MainWindow(QMainWindow):
 
     def _show_dialog(self, dialog: QWidget) -> None:
         self.open_dialogs.append(dialog)
-        dialog.finished.connect(lambda _r, d=dialog: self.open_dialogs.remove(d) if d in self.open_dialogs else None)
+        dialog.finished.connect(
+            lambda _r, d=dialog: self.open_dialogs.remove(d) if d in self.open_dialogs else None
+        )
         dialog.open()
 
     # --- exports -------------------------------------------------------------------------------
@@ -335,8 +389,10 @@ class MainWindow(QMainWindow):
         src = v.source.name if v is not None and v.source else "(no volume)"
         sr = self.workspace.last_final.sr if self.workspace.last_final else None
         sr_txt = sr.title if sr else f"{s.model} ×{s.scale:g}"
-        return (f"MedSR Viewer · {src} · {AXIS_NAMES[s.axis]} slice {s.slice + 1}/{s.n_slices} · "
-                f"{s.mode.capitalize()} · {sr_txt}")
+        return (
+            f"MedSR Viewer · {src} · {AXIS_NAMES[s.axis]} slice {s.slice + 1}/{s.n_slices} · "
+            f"{s.mode.capitalize()} · {sr_txt}"
+        )
 
     def export_png(self, path: str | Path) -> Path:
         """The panels (with their titles) as a PNG with a header and the SR disclaimer."""
@@ -346,7 +402,10 @@ class MainWindow(QMainWindow):
     def export_png_dialog(self) -> None:
         if self.state.volume is None:
             return
-        default = Path(self.settings.last_folder) / f"medsr_{self.state.model}_x{self.state.scale:g}_{self.state.slice + 1}.png"
+        default = (
+            Path(self.settings.last_folder)
+            / f"medsr_{self.state.model}_x{self.state.scale:g}_{self.state.slice + 1}.png"
+        )
         name, _ = QFileDialog.getSaveFileName(self, "Export view as PNG", str(default), "PNG image (*.png)")
         if name:
             try:
@@ -360,11 +419,16 @@ class MainWindow(QMainWindow):
         if self.state.volume is None:
             return
         s = self.state
-        stem = (s.volume.source.name.split(".")[0] if s.volume.source else "volume") + f"_sr_{s.model}_x{s.scale:g}"
+        stem = (
+            s.volume.source.name.split(".")[0] if s.volume.source else "volume"
+        ) + f"_sr_{s.model}_x{s.scale:g}"
         default = Path(self.settings.last_folder) / f"{stem}.nii.gz"
         name, chosen = QFileDialog.getSaveFileName(
-            self, "Export SR volume", str(default),
-            "NIfTI (*.nii.gz *.nii);;DICOM derived series (folder) (*)")
+            self,
+            "Export SR volume",
+            str(default),
+            "NIfTI (*.nii.gz *.nii);;DICOM derived series (folder) (*)",
+        )
         if not name:
             return
         path = Path(name)
@@ -380,13 +444,17 @@ class MainWindow(QMainWindow):
         if s.loaded is None:
             return None
         if not has_weights(s.model, s.scale, s.weights):
-            self.report_error("Cannot export",
-                              f"no trained weights for {s.model} x{s.scale:g}: pick a trained network "
-                              "(or bicubic) to export a volume")
+            self.report_error(
+                "Cannot export",
+                f"no trained weights for {s.model} x{s.scale:g}: pick a trained network "
+                "(or bicubic) to export a volume",
+            )
             return None
         if self._export_worker is not None:
             self._export_worker.cancel()
-        request = ExportRequest(Path(path), s.model, s.scale, s.axis, s.device, s.weights.get(s.model), overwrite)
+        request = ExportRequest(
+            Path(path), s.model, s.scale, s.axis, s.device, s.weights.get(s.model), overwrite
+        )
         worker = GeneratorWorker(export_job(request, s.loaded), f"export {path}")
         sig = worker.signals
         sig.progress.connect(lambda p: self._progress(p.fraction, p.message))
@@ -448,8 +516,9 @@ class MainWindow(QMainWindow):
         self._update_card()
 
     def weights_dialog(self) -> None:
-        name, _ = QFileDialog.getOpenFileName(self, "Use weights file", self.settings.last_folder,
-                                              "MedSR weights (*.safetensors)")
+        name, _ = QFileDialog.getOpenFileName(
+            self, "Use weights file", self.settings.last_folder, "MedSR weights (*.safetensors)"
+        )
         if name:
             self.use_weights(name)
 
@@ -460,15 +529,23 @@ class MainWindow(QMainWindow):
             "<br>Wheel: slices · Ctrl+wheel: zoom · Middle- or Shift-drag: pan<br>Click the per-slice plot: "
             "go to that slice<br><br><b>Keys</b><br>PgUp/PgDown, ↑/↓: slice · Home/End: first/last<br>"
             "1/2/3: axial/coronal/sagittal · M: Simulate/Enhance<br>+/−: zoom · R: fit · Esc: clear crosshair"
-            "<br>Ctrl+O / Ctrl+Shift+O: open file/folder · Ctrl+E: export PNG · Ctrl+Shift+E: export SR volume"
-            "<br>F5: rescan weights<br><br>Drag a NIfTI file or a DICOM folder anywhere onto the window.")
-        box = QMessageBox(QMessageBox.Icon.Information, "Mouse and keys", text, QMessageBox.StandardButton.Ok, self)
+            "<br>Ctrl+O / Ctrl+Shift+O: open file/folder · Ctrl+E: export PNG"
+            "<br>Ctrl+Shift+E: export SR volume"
+            "<br>F5: rescan weights<br><br>Drag a NIfTI file or a DICOM folder anywhere onto the window."
+        )
+        box = QMessageBox(
+            QMessageBox.Icon.Information, "Mouse and keys", text, QMessageBox.StandardButton.Ok, self
+        )
         self._show_dialog(box)
 
     def show_about(self) -> None:
-        box = QMessageBox(QMessageBox.Icon.Information, "About MedSR Viewer",
-                          f"MedSR Viewer — compare deep-learning super-resolution with bicubic.<br><br>{DISCLAIMER}",
-                          QMessageBox.StandardButton.Ok, self)
+        box = QMessageBox(
+            QMessageBox.Icon.Information,
+            "About MedSR Viewer",
+            f"MedSR Viewer — compare deep-learning super-resolution with bicubic.<br><br>{DISCLAIMER}",
+            QMessageBox.StandardButton.Ok,
+            self,
+        )
         self._show_dialog(box)
 
     # --- title, recent, settings ---------------------------------------------------------------
@@ -539,4 +616,3 @@ class MainWindow(QMainWindow):
         if event.type() == QEvent.Type.ActivationChange and self.isActiveWindow():
             QTimer.singleShot(0, self.controls.populate_models)  # weights may have appeared meanwhile
         super().changeEvent(event)
-

@@ -47,7 +47,9 @@ class ModelCache:
         """The baseline, on the CPU (it has no parameters: a GPU would only add copies)."""
         return self._get(BICUBIC, None, "cpu", None)
 
-    def resolve(self, name: str, scale: float, device: str = "auto", weights: str | None = None) -> ResolvedModel:
+    def resolve(
+        self, name: str, scale: float, device: str = "auto", weights: str | None = None
+    ) -> ResolvedModel:
         """The upscaler for ``name`` at ``scale``, or bicubic with a notice saying why not."""
         key = (name, float(scale), device, weights)
         with self._lock:
@@ -72,8 +74,9 @@ class ModelCache:
             up = self._loaded.get(key)
             if up is None:
                 load_scale = scale if scale is not None else get_card(name).scales[0]
-                up = Upscaler.load(name, float(load_scale), weights=Path(weights) if weights else None,
-                                   device=device)
+                up = Upscaler.load(
+                    name, float(load_scale), weights=Path(weights) if weights else None, device=device
+                )
                 self._loaded[key] = up
             return up
 

@@ -97,18 +97,16 @@ class SliceCanvas(pg.GraphicsView):
         font.setPointSizeF(max(8.0, font.pointSizeF()))
         font.setBold(True)
         painter.setFont(font)
-        painter.setPen(OVERLAY_COLOR)
+        align = Qt.AlignmentFlag
         if self.hint:
-            painter.drawText(vp, Qt.AlignmentFlag.AlignCenter, self.hint)
+            shadowed_text(painter, vp, align.AlignCenter, self.hint)
         if self.letters:
             left, right, top, bottom = self.letters
             m = 4
-            painter.drawText(vp.adjusted(m, 0, 0, 0), Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter, left)
-            painter.drawText(vp.adjusted(0, 0, -m, 0), Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter,
-                             right)
-            painter.drawText(vp.adjusted(0, m, 0, 0), Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignTop, top)
-            painter.drawText(vp.adjusted(0, 0, 0, -m), Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignBottom,
-                             bottom)
+            shadowed_text(painter, vp.adjusted(m, 0, 0, 0), align.AlignLeft | align.AlignVCenter, left)
+            shadowed_text(painter, vp.adjusted(0, 0, -m, 0), align.AlignRight | align.AlignVCenter, right)
+            shadowed_text(painter, vp.adjusted(0, m, 0, 0), align.AlignHCenter | align.AlignTop, top)
+            shadowed_text(painter, vp.adjusted(0, 0, 0, -m), align.AlignHCenter | align.AlignBottom, bottom)
         mmpp = self.mm_per_pixel()
         if self.show_scale_bar and mmpp and not self.hint:
             self._draw_scale_bar(painter, vp, mmpp)
@@ -120,12 +118,22 @@ class SliceCanvas(pg.GraphicsView):
         px = length_mm / mm_per_px
         x1, y = vp.right() - 12, vp.bottom() - 22
         x0 = x1 - px
-        painter.setPen(QPen(OVERLAY_COLOR, 2))
-        painter.drawLine(QPointF(x0, y), QPointF(x1, y))
-        painter.drawLine(QPointF(x0, y - 4), QPointF(x0, y + 4))
-        painter.drawLine(QPointF(x1, y - 4), QPointF(x1, y + 4))
+        for pen in (QPen(QColor(0, 0, 0, 220), 4), QPen(OVERLAY_COLOR, 2)):  # outlined, like the text
+            painter.setPen(pen)
+            painter.drawLine(QPointF(x0, y), QPointF(x1, y))
+            painter.drawLine(QPointF(x0, y - 4), QPointF(x0, y + 4))
+            painter.drawLine(QPointF(x1, y - 4), QPointF(x1, y + 4))
         text = f"{length_mm:g} mm"
-        painter.drawText(QRectF(x0 - 40, y - 20, px + 80, 16), Qt.AlignmentFlag.AlignHCenter, text)
+        shadowed_text(painter, QRectF(x0 - 40, y - 20, px + 80, 16), Qt.AlignmentFlag.AlignHCenter, text)
+
+
+def shadowed_text(painter: QPainter, rect, flags, text: str, color: QColor = OVERLAY_COLOR) -> None:
+    """Overlay text with a dark outline, readable over bright anatomy."""
+    painter.setPen(QColor(0, 0, 0, 220))
+    for dx, dy in ((-1, 0), (1, 0), (0, -1), (0, 1)):
+        painter.drawText(QRectF(rect).translated(dx, dy), flags, text)
+    painter.setPen(color)
+    painter.drawText(QRectF(rect), flags, text)
 
 
 def nice_length(mm: float) -> float:
@@ -286,6 +294,11 @@ class ViewLink:
             self._apply_to(v)
         if self._on_zoom:
             self._on_zoom(self.zoom)
+
+    def centre_on(self, x_mm: float, y_mm: float) -> None:
+        self.centre = (float(x_mm), float(y_mm))
+        for v in self.views:
+            self._apply_to(v)
 
     def set_zoom(self, zoom: float) -> None:
         self.zoom = float(min(max(zoom, 0.25), 40.0))

@@ -44,13 +44,23 @@ class SliceRequest:
     def from_state(cls, state: ViewerState) -> SliceRequest | None:
         if state.loaded is None:
             return None
-        return cls(state.loaded.volume_id, state.axis, state.slice, state.model, state.scale, state.mode,
-                   state.blur, state.device, state.weights.get(state.model))
+        return cls(
+            state.loaded.volume_id,
+            state.axis,
+            state.slice,
+            state.model,
+            state.scale,
+            state.mode,
+            state.blur,
+            state.device,
+            state.weights.get(state.model),
+        )
 
     @property
     def curve(self) -> CurveRequest:
-        return CurveRequest(self.volume_id, self.axis, self.model, self.scale, self.mode, self.blur,
-                            self.device, self.weights)
+        return CurveRequest(
+            self.volume_id, self.axis, self.model, self.scale, self.mode, self.blur, self.device, self.weights
+        )
 
 
 @dataclass(frozen=True)
@@ -116,7 +126,9 @@ class SliceResult:
     final: bool
     geometry: SliceGeometry
     images: dict[str, Layer]  # simulate: lr, bicubic, sr, hr; enhance: input, bicubic, sr
-    errors: dict[str, Layer] = field(default_factory=dict)  # simulate: bicubic, sr; enhance: difference, consistency
+    errors: dict[str, Layer] = field(
+        default_factory=dict
+    )  # simulate: bicubic, sr; enhance: difference, consistency
     error_max: float = 1.0  # one colour scale for every error map
     histogram: tuple[np.ndarray, dict[str, np.ndarray]] | None = None
     scores: dict[str, SliceScores | None] = field(default_factory=dict)  # bicubic, sr
@@ -129,12 +141,16 @@ def check(cancel: CancelFn | None) -> None:
         raise Cancelled()
 
 
-def prepare_inputs(image: np.ndarray, request: SliceRequest | CurveRequest) -> tuple[np.ndarray, np.ndarray | None]:
+def prepare_inputs(
+    image: np.ndarray, request: SliceRequest | CurveRequest
+) -> tuple[np.ndarray, np.ndarray | None]:
     """(network input, ground truth or None): the degraded slice in Simulate, the slice itself in Enhance."""
     rows, cols = image.shape
     if request.mode == SIMULATE:
         if min(rows, cols) < 2 * request.scale:
-            raise ModelError(f"a {rows}x{cols} slice is too small to simulate x{request.scale:g} (pick another plane)")
+            raise ModelError(
+                f"a {rows}x{cols} slice is too small to simulate x{request.scale:g} (pick another plane)"
+            )
         lr, hr = make_pair(image, request.scale, request.blur)
         return lr, hr
     if min(rows, cols) < 2:
@@ -142,7 +158,9 @@ def prepare_inputs(image: np.ndarray, request: SliceRequest | CurveRequest) -> t
     return image, None
 
 
-def degrade_like_input(up: np.ndarray, scale: float, blur: bool, target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def degrade_like_input(
+    up: np.ndarray, scale: float, blur: bool, target: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
     """(degrade(up), the input cropped to match): the data-consistency pair of an upscaled slice."""
     down = downscale(crop_for_scale(up, scale), scale, blur)
     rows, cols = min(down.shape[0], target.shape[0]), min(down.shape[1], target.shape[1])
@@ -163,7 +181,11 @@ def slice_job(
     check(cancel)
     bicubic = models.bicubic().upscale_slice(net_input, request.scale, norm)
     if truth is not None:
-        images = {"lr": Layer(net_input, extent), "bicubic": Layer(bicubic, extent), "hr": Layer(truth, extent)}
+        images = {
+            "lr": Layer(net_input, extent),
+            "bicubic": Layer(bicubic, extent),
+            "hr": Layer(truth, extent),
+        }
     else:
         images = {"input": Layer(net_input, extent), "bicubic": Layer(bicubic, extent)}
     yield SliceResult(request, False, geometry, dict(images))
@@ -183,19 +205,25 @@ def slice_job(
         mask = foreground_mask(truth)
         result.errors = {k: Layer(v, extent) for k, v in errors.items()}
         constant = not truth.max() > truth.min()
-        result.scores = {k: None if constant else score_slice(v, truth, loaded.data_range, border)
-                         for k, v in (("bicubic", bicubic), ("sr", sr))}
+        result.scores = {
+            k: None if constant else score_slice(v, truth, loaded.data_range, border)
+            for k, v in (("bicubic", bicubic), ("sr", sr))
+        }
     else:
         down_sr, target = degrade_like_input(sr, request.scale, request.blur, net_input)
         down_bic, _ = degrade_like_input(bicubic, request.scale, request.blur, net_input)
         dc_extent = (target.shape[1] * pixel_w, target.shape[0] * pixel_h)
         errors = {"difference": absolute_error(sr, bicubic), "consistency": absolute_error(down_sr, target)}
         mask = None
-        result.errors = {"difference": Layer(errors["difference"], extent),
-                         "consistency": Layer(errors["consistency"], dc_extent)}
+        result.errors = {
+            "difference": Layer(errors["difference"], extent),
+            "consistency": Layer(errors["consistency"], dc_extent),
+        }
         constant = not target.max() > target.min()
-        result.scores = {k: None if constant else score_slice(v, target, loaded.data_range, border)
-                         for k, v in (("bicubic", down_bic), ("sr", down_sr))}
+        result.scores = {
+            k: None if constant else score_slice(v, target, loaded.data_range, border)
+            for k, v in (("bicubic", down_bic), ("sr", down_sr))
+        }
     check(cancel)
     result.error_max = shared_error_max(errors.values(), mask)
     result.histogram = error_histograms(errors, bins=HISTOGRAM_BINS, mask=_fitting_mask(mask, errors))
@@ -257,7 +285,11 @@ def curve_job(
             yield CurvePoint(index, None, None)
             continue
         bic = bic_up.upscale_slice(net_input, request.scale, loaded.normalizer)
-        sr = bic if resolved.fallback else resolved.upscaler.upscale_slice(net_input, request.scale, loaded.normalizer)
+        sr = (
+            bic
+            if resolved.fallback
+            else resolved.upscaler.upscale_slice(net_input, request.scale, loaded.normalizer)
+        )
         check(cancel)
         if truth is None:
             down_bic, target = degrade_like_input(bic, request.scale, request.blur, net_input)
@@ -268,8 +300,11 @@ def curve_job(
         if not ref.max() > ref.min():
             yield CurvePoint(index, None, None)
             continue
-        yield CurvePoint(index, score_slice(pairs[0], ref, loaded.data_range, border),
-                         score_slice(pairs[1], ref, loaded.data_range, border))
+        yield CurvePoint(
+            index,
+            score_slice(pairs[0], ref, loaded.data_range, border),
+            score_slice(pairs[1], ref, loaded.data_range, border),
+        )
 
 
 def centre_out_order(n: int, start: int) -> list[int]:

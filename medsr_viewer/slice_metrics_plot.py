@@ -16,7 +16,12 @@ from medsr_viewer.error_maps import BICUBIC_COLOR, SR_COLOR
 from medsr_viewer.pipeline import CurvePoint
 from medsr_viewer.state import SIMULATE
 
-FIELDS = {("psnr", False): "psnr", ("psnr", True): "psnr_fg", ("ssim", False): "ssim", ("ssim", True): "ssim_fg"}
+FIELDS = {
+    ("psnr", False): "psnr",
+    ("psnr", True): "psnr_fg",
+    ("ssim", False): "ssim",
+    ("ssim", True): "ssim_fg",
+}
 
 
 class SliceMetricsPlot(QWidget):
@@ -47,9 +52,10 @@ class SliceMetricsPlot(QWidget):
             plot.setMenuEnabled(False)
             plot.setMouseEnabled(x=False, y=False)
             plot.hideButtons()
-            plot.showGrid(x=True, y=True, alpha=0.2)
             plot.setLabel("left", label)
             plot.getAxis("left").setWidth(56)
+            for side in ("left", "bottom"):
+                plot.getAxis(side).enableAutoSIPrefix(False)  # SSIM 0.98 must not read "980 (x0.001)"
             plot.setLabel("bottom", "slice")
             self.plots[key] = plot
         self.plots["ssim"].setXLink(self.plots["psnr"])
@@ -57,12 +63,21 @@ class SliceMetricsPlot(QWidget):
         self.curves: dict[tuple[str, str], pg.PlotDataItem] = {}
         for key, plot in self.plots.items():
             for who, color in (("bicubic", BICUBIC_COLOR), ("sr", SR_COLOR)):
-                curve = plot.plot([], [], pen=pg.mkPen(color, width=1.5), symbol="o", symbolSize=4,
-                                  symbolBrush=color, symbolPen=None, connect="finite",
-                                  name=("bicubic" if who == "bicubic" else "SR") if key == "psnr" else None)
+                curve = plot.plot(
+                    [],
+                    [],
+                    pen=pg.mkPen(color, width=1.5),
+                    symbol="o",
+                    symbolSize=4,
+                    symbolBrush=color,
+                    symbolPen=None,
+                    connect="finite",
+                    name=("bicubic" if who == "bicubic" else "SR") if key == "psnr" else None,
+                )
                 self.curves[(key, who)] = curve
-        self.markers = {k: pg.InfiniteLine(angle=90, pen=pg.mkPen("#ffdc00", width=1), movable=False)
-                        for k in self.plots}
+        self.markers = {
+            k: pg.InfiniteLine(angle=90, pen=pg.mkPen("#ffdc00", width=1), movable=False) for k in self.plots
+        }
         for k, line in self.markers.items():
             self.plots[k].addItem(line, ignoreBounds=True)
         self.view.scene().sigMouseClicked.connect(self._clicked)
@@ -116,13 +131,16 @@ class SliceMetricsPlot(QWidget):
         for (metric, who), curve in self.curves.items():
             xs, ys = self._series(metric, who)
             ok = np.isfinite(ys)
+            curve.setSymbol("o" if self.n <= 60 else None)  # symbols cost paint time on long volumes
             curve.setData(xs[ok], ys[ok]) if ok.any() else curve.setData([], [])
             means[(metric, who)] = float(np.mean(ys[ok])) if ok.any() else float("nan")
         done = len(self.points)
         summary = ""
         if done:
-            summary = (f"mean PSNR SR {means[('psnr', 'sr')]:.2f} / bicubic {means[('psnr', 'bicubic')]:.2f} dB · "
-                       f"SSIM SR {means[('ssim', 'sr')]:.3f} / bicubic {means[('ssim', 'bicubic')]:.3f}")
+            summary = (
+                f"mean PSNR SR {means[('psnr', 'sr')]:.2f} / bicubic {means[('psnr', 'bicubic')]:.2f} dB · "
+                f"SSIM SR {means[('ssim', 'sr')]:.3f} / bicubic {means[('ssim', 'bicubic')]:.3f}"
+            )
         progress = f"{done}/{self.n} slices" if done < self.n else f"{self.n} slices"
         self.status.setText(f"  {progress}   {summary}")
         for plot in self.plots.values():

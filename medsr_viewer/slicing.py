@@ -36,7 +36,9 @@ def in_plane_axes(axis: int) -> tuple[int, int]:
 
 def display_slice(data: np.ndarray, axis: int, index: int) -> np.ndarray:
     """Slice ``index`` along ``axis`` as a contiguous float32 (rows, cols) display image."""
-    plane = np.take(data, int(index), axis=axis)
+    key: list = [slice(None)] * 3
+    key[axis] = int(index)
+    plane = data[tuple(key)]  # a view: np.take would gather element by element holding the GIL
     return np.ascontiguousarray(plane.T[::-1, ::-1], dtype=np.float32)
 
 
@@ -85,8 +87,18 @@ class SliceGeometry:
         return ijk[0], ijk[1], ijk[2]
 
 
-def pixel_at(image_shape: tuple[int, int], extent_mm: tuple[float, float], x_mm: float, y_mm: float
-             ) -> tuple[int, int] | None:
+def point_of(volume: Volume, axis: int, ijk: tuple[int, int, int]) -> tuple[float, float]:
+    """Display millimetres (centre of the pixel) of voxel ``ijk`` in its slice normal to ``axis``."""
+    a, b = in_plane_axes(axis)
+    sp = volume.spacing
+    col = volume.shape[a] - 1 - int(ijk[a])
+    row = volume.shape[b] - 1 - int(ijk[b])
+    return (col + 0.5) * sp[a], (row + 0.5) * sp[b]
+
+
+def pixel_at(
+    image_shape: tuple[int, int], extent_mm: tuple[float, float], x_mm: float, y_mm: float
+) -> tuple[int, int] | None:
     """(row, col) of an image covering ``extent_mm`` from the origin, under a display point."""
     rows, cols = image_shape
     if extent_mm[0] <= 0 or extent_mm[1] <= 0:

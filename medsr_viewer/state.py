@@ -107,8 +107,13 @@ class LoadedVolume:
         norm = Normalizer.fit(volume.data)
         data = volume.data
         finite_min, finite_max = float(np.nanmin(data)), float(np.nanmax(data))
-        return cls(volume, next(_volume_ids), norm, max(finite_max - finite_min, 1e-6),
-                   WindowLevel.from_range(norm.low, norm.high))
+        return cls(
+            volume,
+            next(_volume_ids),
+            norm,
+            max(finite_max - finite_min, 1e-6),
+            WindowLevel.from_range(norm.low, norm.high),
+        )
 
 
 class ViewerState:

@@ -180,7 +180,9 @@ class LatestRequest(QObject):
         sig.yielded.connect(lambda item, r=request: self._on_item(r, item))
         sig.progress.connect(lambda p, r=request: self.progress.emit(p) if r == self.current else None)
         sig.failed.connect(lambda exc, r=request: self._on_failed(r, exc))
-        sig.finished.connect(lambda value, r=request: self.finished.emit(r, value) if r == self.current else None)
+        sig.finished.connect(
+            lambda value, r=request: self.finished.emit(r, value) if r == self.current else None
+        )
         sig.done.connect(lambda w=worker: self._on_done(w))
         self._worker = worker
         self.busy.set()
@@ -225,4 +227,3 @@ class LatestRequest(QObject):
             self._worker = None
             self.busy.clear()
             self.busy_changed.emit(False)
-

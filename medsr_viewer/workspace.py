@@ -7,7 +7,7 @@ from __future__ import annotations
 import html
 
 import numpy as np
-from PySide6.QtCore import Qt, Signal
+from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QSlider, QSpinBox, QSplitter, QVBoxLayout, QWidget
 
 from medsr_viewer.comparison import ComparisonController
@@ -20,6 +20,7 @@ from medsr_viewer.state import AXIS_NAMES, SIMULATE, LoadedVolume, ViewerState, 
 
 IMAGE_KEYS = ("a", "bicubic", "sr", "hr")  # panel "a" shows LR (Simulate) or the input (Enhance)
 STALE_OPACITY = 0.35
+STALE_AFTER_MS = 150  # dim panels only if the new slice takes longer than this (avoids flicker)
 
 
 def two_line(title: str, detail: str) -> str:
@@ -90,6 +91,7 @@ class Workspace(QWidget):
         lay.addWidget(self.splitter, 1)
         lay.addLayout(slider_row)
 
+        self._stale_timer = QTimer(self, singleShot=True, interval=STALE_AFTER_MS, timeout=self._mark_stale)
         self.link = ViewLink(on_zoom=lambda z: setattr(self.state, "zoom", z))
         for p in self.all_panels():
             self.link.add(p.vb)
@@ -162,14 +164,22 @@ class Workspace(QWidget):
                 w.blockSignals(False)
         self.slice_label.setText(f"/ {s.n_slices}  ·  {AXIS_NAMES[s.axis]}")
         self.curves.set_current(s.slice)
-        self._mark_stale()
+        self._stale_timer.start()
         self._cursor_changed(s.cursor)
 
     def _mark_stale(self) -> None:
         """Until the new slice arrives, dim what is shown so it cannot be taken for the new slice."""
-        for p in self.all_panels():
-            if p.layer is not None:
+        current = self.controller.slices.current
+        if self.last_final is not None and self.last_final.request == current:
+            return
+        shown = self.last.request if self.last is not None else None
+        for key, p in [*self.panels.items(), *(("error", e) for e in self.errors.panels)]:
+            fresh = shown == current and key in ("a", "bicubic", "hr")  # the preview already shows these
+            if p.layer is not None and not fresh:
                 p.image.setOpacity(STALE_OPACITY)
+        sr = self.panels["sr"]
+        sr.canvas.hint = "computing SR…"
+        sr.canvas.viewport().update()
 
     def _window_changed(self, wl: WindowLevel) -> None:
         for p in self.panels.values():
@@ -181,13 +191,15 @@ class Workspace(QWidget):
             return
         wl = self.state.window
         step = max(wl.width, loaded.data_range * 0.01) / 250.0
-        self.state.window = WindowLevel(wl.level + dy * step, max(wl.width + dx * step, loaded.data_range * 1e-4))
+        self.state.window = WindowLevel(
+            wl.level + dy * step, max(wl.width + dx * step, loaded.data_range * 1e-4)
+        )
 
     def _mode_changed(self) -> None:
         simulate = self.state.mode == SIMULATE
         self.panels["hr"].setVisible(simulate)
         self.errors.set_mode(self.state.mode)
-        self._mark_stale()
+        self._stale_timer.start()
         self._titles()
 
     def _titles(self) -> None:
@@ -195,8 +207,10 @@ class Workspace(QWidget):
         sc = f"×{s.scale:g}"
         blur = " + blur (k3, σ1)" if s.blur else ""
         if s.mode == SIMULATE:
-            self.panels["a"].set_title(two_line("LR input", f"simulated {sc} degradation{blur}"),
-                                       "Antialiased bicubic downscale of the loaded slice (the engine's degradation)")
+            self.panels["a"].set_title(
+                two_line("LR input", f"simulated {sc} degradation{blur}"),
+                "Antialiased bicubic downscale of the loaded slice (the engine's degradation)",
+            )
             self.panels["hr"].set_title(two_line("HR — ground truth", "the loaded slice"))
         else:
             self.panels["a"].set_title(two_line("Input", "as acquired (native resolution)"))
@@ -209,8 +223,9 @@ class Workspace(QWidget):
         loaded = self.state.loaded
         if loaded is None or request is None:
             return
-        self.curves.reset(loaded.volume.shape[request.axis], request.mode,
-                          f"{request.model} ×{request.scale:g}")
+        self.curves.reset(
+            loaded.volume.shape[request.axis], request.mode, f"{request.model} ×{request.scale:g}"
+        )
         self.curves.set_current(self.state.slice)
 
     # --- results -------------------------------------------------------------------------------
@@ -230,13 +245,9 @@ class Workspace(QWidget):
             layer = result.images.get(key_img)
             panel = self.panels[key_panel]
             if layer is not None:
-                panel.set_layer(layer, levels)
+                if layer is not panel.layer:  # the final result repeats the preview's layers
+                    panel.set_layer(layer, levels)
                 panel.image.setOpacity(1.0)
-            elif key_panel == "sr":
-                if panel.layer is not None:
-                    panel.image.setOpacity(STALE_OPACITY)
-                panel.canvas.hint = "computing SR…"
-                panel.canvas.viewport().update()
         self.last = result
         if result.final:
             self.last_final = result
@@ -251,8 +262,10 @@ class Workspace(QWidget):
         panel = self.panels["sr"]
         if info is None:
             return
-        tip = (f"Super-resolved by {info.ran} ×{info.scale:g}; weights sha256 {info.weights_sha256 or '—'}; "
-               f"{info.ms:.0f} ms on this slice. Computed, not acquired: not for primary diagnosis.")
+        tip = (
+            f"Super-resolved by {info.ran} ×{info.scale:g}; weights sha256 {info.weights_sha256 or '—'}; "
+            f"{info.ms:.0f} ms on this slice. Computed, not acquired: not for primary diagnosis."
+        )
         panel.set_title(two_line(info.headline, info.detail), tip)
         panel.set_notice(f"⚠ {info.notice}" if info.fallback else "")
         panel.setProperty("fallback", info.fallback)
@@ -284,6 +297,9 @@ class Workspace(QWidget):
         ras = loaded.volume.affine @ np.array([*ijk, 1.0])
         unit = unit_of(loaded)
         self.panels["hr" if self.state.mode == SIMULATE else "a"].footer.setText(
-            self.panels["hr" if self.state.mode == SIMULATE else "a"].footer.text() + f"  · voxel {ijk}")
-        self.cursorInfo.emit(f"voxel (i, j, k) = {ijk}   ·   RAS ({ras[0]:.1f}, {ras[1]:.1f}, {ras[2]:.1f}) mm"
-                             f"   ·   value {format_value(value)} {unit}".rstrip())
+            self.panels["hr" if self.state.mode == SIMULATE else "a"].footer.text() + f"  · voxel {ijk}"
+        )
+        self.cursorInfo.emit(
+            f"voxel (i, j, k) = {ijk}   ·   RAS ({ras[0]:.1f}, {ras[1]:.1f}, {ras[2]:.1f}) mm"
+            f"   ·   value {format_value(value)} {unit}".rstrip()
+        )
