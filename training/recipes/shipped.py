@@ -71,12 +71,12 @@ RECIPES: list[Recipe] = [
     Recipe("meta_srgan", None, 12, patch=64, batch_size=8, lr=2e-4, init=meta_l1.out),
     *fixed_scale("srcnn", 3, 2),
     *fixed_scale("vdsr", 3, 2),
-    *fixed_scale("srcnn_ct", 3, 2),
-    *fixed_scale("carn", 3, 2),
-    *fixed_scale("wdsr", 4, 2),
-    *fixed_scale("fmen", 4, 2),
+    *fixed_scale("srcnn_ct", 2.5, 1.25),
+    *fixed_scale("carn", 2.5, 1.25),
+    *fixed_scale("wdsr", 2.5, 1.25),
+    *fixed_scale("fmen", 2.5, 1.25),
     # SRResNet phase only (L1): the adversarial + perceptual phase (`gan()` below) is not run yet.
-    *fixed_scale("srgan", 5, 2),
+    *fixed_scale("srgan", 2.5, 1.25),
 ]
 
 # The GAN phase of Tan et al.'s recipe (L1 + 0.001 adversarial + 0.006 perceptual, Adam 1e-4), started
