@@ -26,10 +26,42 @@ from PySide6.QtWidgets import (
 
 from engine.devices import available_devices
 from engine.models import get_card
-from medsr_viewer.model_cards import card_html, has_weights, picker_names, scale_choices
+from medsr_viewer.model_cards import (
+    UserWeights,
+    card_html,
+    has_weights,
+    list_user_weights,
+    picker_names,
+    scale_choices,
+    user_weights_html,
+)
 from medsr_viewer.state import AUTO_PRESET, CT_PRESETS, ENHANCE, SIMULATE, ViewerState, preset_window
 
 CUSTOM_WINDOW = "Custom"
+WEIGHTS_ROLE = Qt.ItemDataRole.UserRole + 1  # the model picker's weights file (None: shipped weights)
+USER_WEIGHTS_COLOR = QColor("#7bd88f")
+
+
+def choose_model(
+    state: ViewerState, name: str, weights: str | None = None, scale: float | None = None
+) -> None:
+    """Show ``name`` with ``weights`` (None: its shipped weights) at ``scale`` (None: unchanged).
+
+    The state has no event of its own for weights: a change of weights for the same network is
+    announced as a model event (requests carry the weights, so every listener recomputes).
+    """
+    weights = str(weights) if weights else None
+    changed = state.weights.get(name) != weights
+    if weights:
+        state.weights[name] = weights
+    else:
+        state.weights.pop(name, None)
+    if scale is not None:
+        state.scale = scale
+    if name != state.model:
+        state.model = name
+    elif changed:
+        state.events.model.emit(name)
 
 
 def _label(text: str) -> QLabel:
@@ -72,6 +104,7 @@ class ControlsBar(QToolBar):
         self.catalog: dict[str, dict[str, Any]] = {}
         self._updating = False
         self._trained: dict[tuple[str, float | None], bool] = {}  # weights on disk, until the next rescan
+        self.user_weights: dict[str, UserWeights] = {}  # path -> the user's weights listed in the picker
 
         mode_box, self.mode_group, self.mode_buttons = _segmented(
             [(SIMULATE, "Simulate"), (ENHANCE, "Enhance")],
@@ -156,26 +189,55 @@ class ControlsBar(QToolBar):
 
     # --- model list ----------------------------------------------------------------------------
     def populate_models(self) -> None:
-        """Every registered network; untrained ones greyed and marked, the card as tooltip."""
+        """Every registered network with its shipped weights (untrained ones greyed and marked), each
+        followed by the user's own weights files for it; the card as tooltip."""
         self._trained.clear()
+        mine: dict[str, list[UserWeights]] = {}
+        for w in list_user_weights(tuple(self.state.weights.values())):
+            mine.setdefault(w.arch, []).append(w)
+        self.user_weights = {str(w.path): w for ws in mine.values() for w in ws}
         self._updating = True
         try:
             self.model_combo.clear()
             for name in picker_names():
-                trained = self.trained(name, None)
+                trained = has_weights(name)
                 label = name if trained else f"{name}  (untrained)"
                 self.model_combo.addItem(label, name)
                 i = self.model_combo.count() - 1
+                self.model_combo.setItemData(i, None, WEIGHTS_ROLE)
                 self.model_combo.setItemData(
-                    i,
-                    card_html(name, self.catalog.get(name), self.state.weights.get(name)),
-                    Qt.ItemDataRole.ToolTipRole,
+                    i, card_html(name, self.catalog.get(name)), Qt.ItemDataRole.ToolTipRole
                 )
                 if not trained:
                     self.model_combo.setItemData(i, QColor(150, 150, 150), Qt.ItemDataRole.ForegroundRole)
+                for w in mine.get(name, []):
+                    self.model_combo.addItem(f"  ★ {w.label}", name)
+                    i = self.model_combo.count() - 1
+                    self.model_combo.setItemData(i, str(w.path), WEIGHTS_ROLE)
+                    tip = card_html(name, self.catalog.get(name)).split("<br>")[0]
+                    self.model_combo.setItemData(
+                        i, f"{tip}<br>{user_weights_html(w)}", Qt.ItemDataRole.ToolTipRole
+                    )
+                    self.model_combo.setItemData(i, USER_WEIGHTS_COLOR, Qt.ItemDataRole.ForegroundRole)
         finally:
             self._updating = False
         self.sync()
+
+    def model_index(self, name: str, weights: str | None = None) -> int:
+        """The picker entry of ``name`` with ``weights`` (None: shipped), or -1."""
+        for i in range(self.model_combo.count()):
+            if self.model_combo.itemData(i) == name and self.model_combo.itemData(i, WEIGHTS_ROLE) == weights:
+                return i
+        return -1
+
+    def select(self, name: str, weights: str | None = None) -> None:
+        """Show ``name`` with ``weights`` (None: the shipped weights), as if picked in the list."""
+        w = self.user_weights.get(str(weights)) if weights else None
+        if weights and w is None:  # a file not listed yet (just written): look again
+            self.populate_models()
+            w = self.user_weights.get(str(weights))
+        scale = w.scale if w is not None and w.scale is not None else self._scale_for(name)
+        choose_model(self.state, name, weights, scale)
 
     def set_catalog(self, rows: list[dict[str, Any]]) -> None:
         self.catalog = {r["name"]: r for r in rows}
@@ -191,24 +253,35 @@ class ControlsBar(QToolBar):
     def _model_picked(self, index: int) -> None:
         if self._updating or index < 0:
             return
-        name = self.model_combo.itemData(index)
+        self.select(self.model_combo.itemData(index), self.model_combo.itemData(index, WEIGHTS_ROLE))
+
+    def _scale_for(self, name: str) -> float:
+        """The current scale, or the nearest one ``name`` serves."""
         fixed, continuous = scale_choices(name)
         scale = self.state.scale
         if fixed and all(abs(scale - s) > 1e-6 for s in fixed):
             scale = min(fixed, key=lambda s: abs(s - scale))
         elif continuous and not continuous[0] <= scale <= continuous[1]:
             scale = min(max(scale, continuous[0]), continuous[1])
-        self.state.model = name
-        self.state.scale = scale
+        return scale
+
+    def _set_scale(self, scale: float) -> None:
+        """A new scale; the user's weights of another fixed scale give way to the shipped ones."""
+        s = self.state
+        w = self.user_weights.get(s.weights.get(s.model) or "")
+        if w is not None and w.scale is not None and abs(w.scale - scale) > 1e-6:
+            choose_model(s, s.model, None, scale)
+        else:
+            s.scale = scale
 
     def _scale_picked(self, index: int) -> None:
         if self._updating or index < 0:
             return
-        self.state.scale = float(self.scale_combo.itemData(index))
+        self._set_scale(float(self.scale_combo.itemData(index)))
 
     def _spin_changed(self, value: float) -> None:
         if not self._updating:
-            self.state.scale = float(value)
+            self._set_scale(float(value))
 
     def _preset_picked(self, text: str) -> None:
         if self._updating or self.state.loaded is None or text == CUSTOM_WINDOW:
@@ -223,7 +296,9 @@ class ControlsBar(QToolBar):
         try:
             self.mode_buttons[s.mode].setChecked(True)
             self.plane_buttons[str(s.axis)].setChecked(True)
-            i = self.model_combo.findData(s.model)
+            i = self.model_index(s.model, s.weights.get(s.model))
+            if i < 0:
+                i = self.model_combo.findData(s.model)
             if i >= 0:
                 self.model_combo.setCurrentIndex(i)
                 self.model_combo.setToolTip(self.model_combo.itemData(i, Qt.ItemDataRole.ToolTipRole))

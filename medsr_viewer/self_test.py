@@ -56,7 +56,8 @@ def _timed(name: str, fn: Callable[[], tuple[str, str]]) -> Check:
     try:
         status, detail = fn()
     except Exception as exc:  # a failing check is a result to report, not a crash
-        status, detail = FAIL, f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        status, detail = FAIL, f"{type(exc).__name__}: {first_line}"
         trace = traceback.format_exc()
     return Check(name, status, detail, (time.perf_counter() - t0) * 1000.0, trace)
 
@@ -86,7 +87,8 @@ def network_jobs(meta_scales: tuple[float, ...]) -> list[tuple[str, float, bool]
             has = row["weights"].get("any") is not None
             jobs += [(row["name"], s, has) for s in meta_scales if lo <= s <= hi]
         else:
-            jobs += [(row["name"], float(s), row["weights"].get(f"x{s:g}") is not None) for s in row["scales"]]
+            weights = row["weights"]
+            jobs += [(row["name"], float(s), weights.get(f"x{s:g}") is not None) for s in row["scales"]]
     return jobs
 
 
@@ -124,9 +126,28 @@ def check_training(sample: Path, folder: Path) -> tuple[str, str]:
 
     out = folder / "self_test_srcnn_x2.safetensors"
     cmd = training_command(
-        "--arch", "srcnn", "--scale", "2", "--data", str(sample), "--out", str(out), "--steps", "1",
-        "--batch-size", "2", "--patch", "32", "--val-every", "1000000", "--checkpoint-minutes", "1000",
-        "--progress", "none", "--threads", "1",
+        "--arch",
+        "srcnn",
+        "--scale",
+        "2",
+        "--data",
+        str(sample),
+        "--out",
+        str(out),
+        "--steps",
+        "1",
+        "--batch-size",
+        "2",
+        "--patch",
+        "32",
+        "--val-every",
+        "1000000",
+        "--checkpoint-minutes",
+        "1000",
+        "--progress",
+        "none",
+        "--threads",
+        "1",
     )
     env = {k: v for k, v in os.environ.items() if k != "QT_QPA_PLATFORM"}
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=TRAIN_TIMEOUT_S, env=env)
@@ -192,7 +213,7 @@ def format_table(checks: list[Check]) -> str:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="medsr-viewer --self-test", description=__doc__.splitlines()[0])
     p.add_argument("--only", default=",".join(STEPS), help=f"comma-separated steps ({', '.join(STEPS)})")
-    p.add_argument("--crop", type=int, default=CROP, help=f"side of the slice crop each network runs on ({CROP})")
+    p.add_argument("--crop", type=int, default=CROP, help=f"side of the slice crop to upscale ({CROP})")
     p.add_argument("--show-ms", type=int, default=500, help="how long the window stays shown (500)")
     p.add_argument("--verbose", action="store_true", help="print the traceback of each failure")
     return p
