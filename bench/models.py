@@ -1,54 +1,79 @@
-"""Time every shipped network on this CPU: ms, MACs, achieved GFLOP/s and % of a matmul peak.
+"""Time every registered network on this CPU, eager beside its optimised backends, bicubic beside them.
 
-`python bench/models.py [--json] [--threads 2] [--repeat 5]`. Cases: x2 256^2 -> 512^2 and
-x4 80^2 -> 320^2 (meta_srgan also at 2.5 and 3.5). Each network runs in every backend we have
-(eager, channels_last); bicubic is timed beside them. The peak is a float32 matmul measured in the
-same run, so the percentages compare like with like. Never a unit test: run it on an idle machine.
+`python bench/models.py [--json] [--threads 2] [--repeat 7] [--models edsr,new_carn] [--volume]`
+
+Cases: x2 256^2 -> 512^2 and x4 80^2 -> 320^2 for every network (meta_srgan at x2 and x4). Backends:
+- eager: the prepared model (eval, FMEN fused, weight norm baked), as trained;
+- eager_cl: the same in channels_last;
+- fast: ``engine.fast.inference_form`` (the backend ``Upscaler`` runs), layout chosen by its rule;
+- fast_alt: the same with the other memory layout, to check the rule.
+Each row: ms (minimum over --repeat runs, backends interleaved), multiply-accumulates of the eager
+network, GFLOP/s = 2 * MACs / time and % of a float32 matmul peak measured in the same run, and the
+largest difference from eager. Shipped weights are used where they exist; otherwise random weights
+of the shipped architecture ("untrained": same timing, meaningless pictures). bicubic rows time
+torch's interpolate and the banded-matrix form the fast backends use for their skip.
+
+--volume adds a whole-volume run: New CARN x2 of a synthetic 256x256x176 volume through
+``upscale_volume`` (eager at the old default batch, fast at several batch sizes).
+
+Timings on a machine with other work running are noisy: compare rows of one run, and re-measure on an
+idle machine before quoting numbers. --malloc retain (default) keeps freed memory in the process
+(``engine.fast.allocator``), as the viewer is advised to do.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import platform
-import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from engine.catalog import model_catalog  # noqa: E402
-from engine.inference import Upscaler  # noqa: E402
-from engine.models import count_parameters  # noqa: E402
+from engine.fast.allocator import retain_freed_memory  # noqa: E402
+from engine.fast.inference_form import inference_form, prefers_channels_last  # noqa: E402
+from engine.fast.resample import bicubic_resize  # noqa: E402
+from engine.inference import Upscaler, prepare_for_inference, run_to_completion, upscale_volume  # noqa: E402
+from engine.models import build_model, count_parameters, get_card, model_names  # noqa: E402
+from engine.models.registry import bicubic_upsample, output_size  # noqa: E402
+from engine.volume import Volume  # noqa: E402
+from engine.weights import load_weights, save_weights, shipped_weights_path  # noqa: E402
 
-CASES = {2.0: 256, 3.0: 128, 4.0: 80, 2.5: 128, 3.5: 96}
+CASES = ((2.0, 256), (4.0, 80))
 
 
-def matmul_peak_gflops(n: int = 2048, repeat: int = 5) -> float:
+def matmul_peak_gflops(n: int = 2048, repeat: int = 10) -> float:
+    """Float32 GEMM rate, best of ``repeat`` (the machine's peak as torch reaches it)."""
     a, b = torch.rand(n, n), torch.rand(n, n)
     a @ b
-    best = min(_timed(lambda: a @ b) for _ in range(repeat))
-    return 2 * n**3 / best / 1e9
+    return 2 * n**3 / min(_timed(lambda: a @ b) for _ in range(repeat)) / 1e9
+
+
+CLOCK = time.perf_counter  # --clock cpu: time.process_time
 
 
 def _timed(fn) -> float:
-    t0 = time.perf_counter()
+    t0 = CLOCK()
     fn()
-    return time.perf_counter() - t0
+    return CLOCK() - t0
 
 
 def count_macs(model: nn.Module, x: torch.Tensor, scale: float) -> int:
-    """Multiply-accumulates of Conv2d/Linear layers (hooks) plus Meta-Upscale's per-pixel kernels."""
+    """Multiply-accumulates of the eager network: Conv2d/Linear layers (hooks) plus Meta-Upscale's
+    per-pixel kernels."""
     total = 0
 
     def conv_hook(m: nn.Conv2d, _inp, out):
         nonlocal total
-        k = m.kernel_size[0] * m.kernel_size[1] * (m.in_channels // m.groups)
-        total += out.numel() * k
+        total += out.numel() * m.kernel_size[0] * m.kernel_size[1] * (m.in_channels // m.groups)
 
     def linear_hook(m: nn.Linear, _inp, out):
         nonlocal total
@@ -56,7 +81,7 @@ def count_macs(model: nn.Module, x: torch.Tensor, scale: float) -> int:
 
     hooks = [m.register_forward_hook(conv_hook) for m in model.modules() if isinstance(m, nn.Conv2d)]
     hooks += [m.register_forward_hook(linear_hook) for m in model.modules() if isinstance(m, nn.Linear)]
-    with torch.no_grad():
+    with torch.inference_mode():
         y = model(x, scale)
     for h in hooks:
         h.remove()
@@ -65,83 +90,167 @@ def count_macs(model: nn.Module, x: torch.Tensor, scale: float) -> int:
     return total
 
 
-def time_backend(model: nn.Module, x: torch.Tensor, scale: float, repeat: int) -> float:
+def random_weights(model: nn.Module, seed: int = 0) -> nn.Module:
+    """Fan-in-scaled random weights (activations stay O(1)); batch-norm statistics near identity."""
+    gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        model(x, scale)
-        return statistics.median(_timed(lambda: model(x, scale)) for _ in range(repeat)) * 1000
+        for p in model.parameters():
+            fan_in = p[0].numel() if p.dim() > 1 else 1
+            p.copy_(torch.randn(p.shape, generator=gen) * (0.7 / fan_in**0.5 if p.dim() > 1 else 0.05))
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.weight.fill_(1.0)
+                m.running_var.fill_(1.0)
+            elif isinstance(m, nn.PReLU):
+                m.weight.fill_(0.2)
+    return model
 
 
-def backends(model: nn.Module, x: torch.Tensor):
-    yield "eager", model, x
-    cl = model.to(memory_format=torch.channels_last)
-    yield "channels_last", cl, x.contiguous(memory_format=torch.channels_last)
-    model.to(memory_format=torch.contiguous_format)
+def load_or_build(name: str, scale: float) -> tuple[nn.Module, bool]:
+    """(model prepared for inference, trained?)."""
+    path = shipped_weights_path(name, scale)
+    if path.exists():
+        try:
+            return prepare_for_inference(load_weights(path).model), True
+        except Exception as exc:  # a file being written by a training run: time random weights instead
+            print(f"# {path.name}: {exc}; using random weights", file=sys.stderr)
+    return prepare_for_inference(random_weights(build_model(name, scale))), False
+
+
+def backends(model: nn.Module) -> dict[str, tuple[nn.Module, bool]]:
+    """name -> (network, channels_last?)."""
+    rule = prefers_channels_last(model)
+    return {
+        "eager": (model, False),
+        "eager_cl": (copy.deepcopy(model).to(memory_format=torch.channels_last), True),
+        "fast": (inference_form(model, channels_last=rule), rule),
+        "fast_alt": (inference_form(model, channels_last=not rule), not rule),
+    }
+
+
+def time_interleaved(runs: dict[str, callable], repeat: int) -> dict[str, float]:
+    best = {k: float("inf") for k in runs}
+    with torch.inference_mode():
+        for fn in runs.values():
+            fn()
+        for _ in range(repeat):
+            for key, fn in runs.items():
+                best[key] = min(best[key], _timed(fn) * 1000)
+    return best
+
+
+def bench_models(names: list[str], repeat: int, peak: float) -> list[dict]:
+    rows = []
+    for name in names:
+        for scale, side in CASES:
+            x = torch.rand(1, 1, side, side, generator=torch.Generator().manual_seed(0))
+            out_hw = output_size(side, side, scale)
+            case = {"model": name, "scale": scale, "input": f"{side}x{side}",
+                    "output": f"{out_hw[0]}x{out_hw[1]}"}
+            if name == "bicubic":
+                ms = time_interleaved({"torch": lambda x=x, hw=out_hw: bicubic_upsample(x, hw),
+                                       "banded": lambda x=x, hw=out_hw: bicubic_resize(x, hw)}, repeat)
+                rows += [{**case, "backend": k, "ms": round(v, 3)} for k, v in ms.items()]
+                continue
+            model, trained = load_or_build(name, scale)
+            layouts = backends(model)
+            nets = {k: net for k, (net, _) in layouts.items()}
+            macs = count_macs(model, x, scale)
+            with torch.inference_mode():
+                ref = model(x, scale)
+                diff = {k: float((net(x, scale) - ref).abs().max()) for k, net in nets.items()}
+            runs = {k: (lambda net=net, x=x, s=scale: net(x, s)) for k, net in nets.items()}
+            ms = time_interleaved(runs, repeat)
+            for key in nets:
+                gflops = 2 * macs / (ms[key] / 1000) / 1e9
+                rows.append({
+                    **case, "backend": key, "weights": "trained" if trained else "untrained",
+                    "params": count_parameters(model), "macs_g": round(macs / 1e9, 3),
+                    "ms": round(ms[key], 2),
+                    "gflops": round(gflops, 1), "pct_peak": round(100 * gflops / peak, 1),
+                    "max_abs_diff": float(f"{diff[key]:.2g}"), "speedup": round(ms["eager"] / ms[key], 2),
+                    "channels_last": layouts[key][1],
+                })
+    return rows
+
+
+def bench_volume(batches: list[int], threads: int) -> list[dict]:
+    """New CARN x2 of a synthetic 256x256x176 volume (axial slices), eager and fast."""
+    rng = np.random.default_rng(0)
+    data = rng.random((256, 256, 176), dtype=np.float32) * 1000
+    vol = Volume(data, np.diag([1.0, 1.0, 1.0, 1.0]), "MR", "synthetic")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = shipped_weights_path("new_carn", 2.0)
+        trained = path.exists()
+        if not trained:
+            path = Path(tmp) / "new_carn_x2.safetensors"
+            save_weights(random_weights(build_model("new_carn", 2)), path, arch="new_carn",
+                         args=get_card("new_carn").ship_args, scale=2.0)
+        runs = [("eager", 4)] + [("fast", b) for b in batches]
+        rows = []
+        for backend, batch in runs:
+            up = Upscaler.load("new_carn", 2.0, weights=path, device="cpu", fast=backend == "fast")
+            t0 = CLOCK()
+            out = run_to_completion(upscale_volume(vol, up, 2.0, plane=2, batch=batch))
+            seconds = CLOCK() - t0
+            rows.append({"model": "new_carn", "scale": 2.0, "volume": "256x256x176 (synthetic)",
+                         "output": "x".join(map(str, out.shape)), "backend": backend, "batch": batch,
+                         "threads": threads, "seconds": round(seconds, 2),
+                         "slices_per_s": round(176 / seconds, 1),
+                         "weights": "trained" if trained else "untrained"})
+            print(f"# volume {backend} batch {batch}: {seconds:.2f} s", file=sys.stderr)
+    return rows
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--json", action="store_true")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--repeat", type=int, default=5)
+    ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--models", default="all")
+    ap.add_argument("--volume", action="store_true", help="also time a whole-volume New CARN x2 run")
+    ap.add_argument("--batches", default="1,4,8,16", help="batch sizes of the fast volume run")
+    ap.add_argument("--malloc", choices=("retain", "default"), default="retain")
+    ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
+                    help="cpu: process CPU time, a steadier estimate of an idle core's time with --threads 1 "
+                    "on a loaded machine (with more threads it adds up the threads' time)")
     args = ap.parse_args()
+    global CLOCK
+    CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
     torch.set_num_threads(args.threads)
+    retained = retain_freed_memory() if args.malloc == "retain" else False
     peak = matmul_peak_gflops()
-    rows = []
-    for entry in model_catalog():
-        name = entry["name"]
-        if args.models != "all" and name not in args.models.split(","):
-            continue
-        scales = [2.0, 2.5, 3.5, 4.0] if entry["scale_range"] and name != "bicubic" else [2.0, 4.0]
-        for s in scales:
-            try:
-                up = Upscaler.load(name, s, device="cpu")
-            except Exception as exc:  # untrained: reported, not timed
-                rows.append({"model": name, "scale": s, "error": str(exc)[:120]})
-                continue
-            side = CASES[s]
-            x = torch.rand(1, 1, side, side)
-            macs = count_macs(up.model, x, s)
-            for backend, model, inp in backends(up.model, x):
-                ms = time_backend(model, inp, s, args.repeat)
-                gflops = 2 * macs / (ms / 1000) / 1e9 if macs else 0.0
-                rows.append(
-                    {
-                        "model": name,
-                        "scale": s,
-                        "backend": backend,
-                        "input": f"{side}x{side}",
-                        "output": f"{round(side * s)}x{round(side * s)}",
-                        "params": count_parameters(up.model),
-                        "macs_g": round(macs / 1e9, 3),
-                        "ms": round(ms, 2),
-                        "gflops": round(gflops, 1),
-                        "pct_peak": round(100 * gflops / peak, 1),
-                    }
-                )
+    names = model_names() if args.models == "all" else args.models.split(",")
+    rows = bench_models(names, args.repeat, peak)
+    volume = bench_volume([int(b) for b in args.batches.split(",")], args.threads) if args.volume else []
     result = {
         "cpu": platform.processor() or platform.machine(),
         "threads": args.threads,
+        "clock": args.clock,
+        "malloc_retain": retained,
         "matmul_peak_gflops": round(peak, 1),
         "torch": torch.__version__,
         "rows": rows,
+        "volume": volume,
     }
     if args.json:
         print(json.dumps(result, indent=1))
         return 0
-    print(f"matmul peak {peak:.0f} GFLOP/s ({args.threads} threads, torch {torch.__version__})")
-    print(
-        f"{'model':11s} {'scale':>5s} {'backend':14s} {'in':>8s} {'params':>9s} {'GMAC':>7s} {'ms':>8s} "
-        f"{'GFLOP/s':>8s} {'%peak':>6s}"
-    )
+    print(f"matmul peak {peak:.0f} GFLOP/s ({args.threads} threads, {args.clock} clock, torch "
+          f"{torch.__version__}, malloc retain {retained})")
+    print(f"{'model':10s} {'scale':>5s} {'backend':9s} {'in':>7s} {'weights':9s} {'GMAC':>6s} {'ms':>8s} "
+          f"{'GFLOP/s':>7s} {'%peak':>6s} {'speedup':>7s} {'maxdiff':>8s}")
     for r in rows:
-        if "error" in r:
-            print(f"{r['model']:11s} {r['scale']:5.2g} {'—':14s} {r['error']}")
+        if r["model"] == "bicubic":
+            print(f"{'bicubic':10s} {r['scale']:5.2g} {r['backend']:9s} {r['input']:>7s} {'-':9s} {'':>6s} "
+                  f"{r['ms']:8.2f}")
             continue
-        print(
-            f"{r['model']:11s} {r['scale']:5.2g} {r['backend']:14s} {r['input']:>8s} {r['params']:9d} "
-            f"{r['macs_g']:7.3f} {r['ms']:8.2f} {r['gflops']:8.1f} {r['pct_peak']:6.1f}"
-        )
+        print(f"{r['model']:10s} {r['scale']:5.2g} {r['backend']:9s} {r['input']:>7s} {r['weights']:9s} "
+              f"{r['macs_g']:6.2f} {r['ms']:8.2f} {r['gflops']:7.1f} {r['pct_peak']:6.1f} "
+              f"{r['speedup']:7.2f} {r['max_abs_diff']:8.1e}")
+    for r in volume:
+        print(f"volume new_carn x2 256x256x176 {r['backend']:5s} batch {r['batch']:3d}: {r['seconds']:.2f} s "
+              f"({r['slices_per_s']} slices/s)")
     return 0
 
 

@@ -21,6 +21,7 @@ from torch.nn.utils import parametrize
 
 from engine.devices import is_out_of_memory, resolve_device
 from engine.errors import Cancelled, ModelError
+from engine.fast.inference_form import inference_form
 from engine.geometry import resampled_affine
 from engine.models import build_model, get_card
 from engine.models.registry import ModelCard, get_entry, output_size
@@ -49,7 +50,12 @@ class Progress:
 
 
 class Upscaler:
-    """A network ready to run: weights loaded, device chosen, fused for inference where possible."""
+    """A network ready to run: weights loaded, device chosen, fused for inference where possible.
+
+    ``model`` is the network as trained (parameter names intact); ``runner`` is what runs: its fast
+    inference form (``engine.fast.inference_form``, equal outputs within 1e-4), or the model itself
+    with ``fast=False``.
+    """
 
     def __init__(
         self,
@@ -62,6 +68,7 @@ class Upscaler:
         weights_card: dict | None = None,
         weights_path: Path | None = None,
         tile: int = DEFAULT_TILE,
+        fast: bool = True,
     ):
         self.name = name
         self.card: ModelCard = get_card(name)
@@ -73,6 +80,8 @@ class Upscaler:
         self.notes: list[str] = []
         self.device = resolve_device(device)
         self.model = prepare_for_inference(model).to(self.device)
+        self.fast = fast
+        self.runner = inference_form(self.model) if fast else self.model
 
     # --- construction -------------------------------------------------------------------------
     @classmethod
@@ -83,13 +92,15 @@ class Upscaler:
         *,
         weights: Path | None = None,
         device: str | torch.device = "auto",
+        fast: bool = True,
     ) -> Upscaler:
-        """The shipped (or given) weights of ``name`` for ``scale``; bicubic needs none."""
+        """The shipped (or given) weights of ``name`` for ``scale``; bicubic needs none.
+        ``fast=False`` runs the eager model instead of its inference form (a reference for tests)."""
         card = get_card(name)
         if not card.serves(scale):
             raise ModelError(f"{name} does not serve x{scale:g}" + _served(card))
         if not getattr(get_entry(name).cls, "needs_weights", True) and weights is None:
-            return cls(name, build_model(name, scale), scale=None, device=device)
+            return cls(name, build_model(name, scale), scale=None, device=device, fast=fast)
         path = Path(weights) if weights is not None else shipped_weights_path(name, scale)
         if weights is None and not path.exists():
             raise ModelError(
@@ -108,6 +119,7 @@ class Upscaler:
             weights_sha256=loaded.sha256,
             weights_card=loaded.card,
             weights_path=path,
+            fast=fast,
         )
 
     @property
@@ -123,7 +135,7 @@ class Upscaler:
             raise ModelError(f"{self.name} does not serve x{scale:g}" + _served(self.card))
 
     # --- normalised tensors ---------------------------------------------------------------------
-    @torch.no_grad()
+    @torch.inference_mode()
     def run_normalized(self, lr: torch.Tensor, scale: float) -> torch.Tensor:
         """(N,1,h,w) normalised LR -> (N,1,H,W) normalised SR, tiled, with OOM fallback."""
         self.check_scale(scale)
@@ -145,13 +157,14 @@ class Upscaler:
                     )
                     self.device = torch.device("cpu")
                     self.model = self.model.to(self.device)
+                    self.runner = self.runner.to(self.device)
 
     def _note(self, text: str) -> None:
         log.warning(text)
         self.notes.append(text)
 
     def _forward(self, x: torch.Tensor, scale: float) -> torch.Tensor:
-        return self.model(x, scale)
+        return self.runner(x, scale)
 
     def _run_tiled(self, lr: torch.Tensor, scale: float, tile: int) -> torch.Tensor:
         h, w = lr.shape[-2:]
@@ -176,10 +189,10 @@ class Upscaler:
 
     def _run_encode_decode(self, lr: torch.Tensor, scale: float, tile: int) -> torch.Tensor:
         """Arbitrary-scale networks: encode once, decode the output in bands of rows (bounded memory)."""
-        enc = self.model.encode(lr)
+        enc = self.runner.encode(lr)
         oh, ow = output_size(lr.shape[-2], lr.shape[-1], scale)
         band = max(8, (tile * tile) // max(1, ow))
-        parts = [self.model.decode(enc, scale, (y0, 0, min(oh, y0 + band), ow)) for y0 in range(0, oh, band)]
+        parts = [self.runner.decode(enc, scale, (y0, 0, min(oh, y0 + band), ow)) for y0 in range(0, oh, band)]
         return torch.cat(parts, dim=-2)
 
     # --- arrays in original units ---------------------------------------------------------------
@@ -190,7 +203,7 @@ class Upscaler:
         return self.upscale_stack(np.asarray(image)[None], scale, normalizer)[0]
 
     def upscale_stack(
-        self, stack: np.ndarray, scale: float, normalizer: Normalizer | None = None, batch: int = 4
+        self, stack: np.ndarray, scale: float, normalizer: Normalizer | None = None, batch: int | None = None
     ) -> np.ndarray:
         """(N, h, w) slices -> (N, H, W); one normaliser for the whole stack (fitted on it if None)."""
         out = None
@@ -205,13 +218,14 @@ class Upscaler:
         stack: np.ndarray,
         scale: float,
         normalizer: Normalizer | None = None,
-        batch: int = 4,
+        batch: int | None = None,
         cancel: Callable[[], bool] | None = None,
     ) -> Iterator[Progress | np.ndarray]:
         """Yield Progress after each batch of slices, then the (N, H, W) result in original units."""
         stack = np.asarray(stack, dtype=np.float32)
         norm = normalizer or Normalizer.fit(stack)
         n, h, w = stack.shape
+        batch = batch or self.default_batch(h, w)
         oh, ow = output_size(h, w, scale)
         out = np.empty((n, oh, ow), dtype=np.float32)
         for i in range(0, n, batch):
@@ -221,6 +235,13 @@ class Upscaler:
             out[i : i + batch] = norm.inverse(self.run_normalized(x, scale)[:, 0].numpy())
             yield Progress(min(n, i + batch), n, f"{self.name} x{scale:g}")
         yield out
+
+    def default_batch(self, h: int, w: int) -> int:
+        """Slices per forward pass. On the CPU a 256^2 slice already amortises every op, and batches
+        only add memory traffic (New CARN x2 of 256x256x176: batch 1, 4, 8 within 5 %, 16 four times
+        slower: bench/models.py --volume), so ~64k LR pixels per pass; a GPU wants ~1M."""
+        budget = 1 << 20 if self.device.type == "cuda" else 1 << 16
+        return int(min(16, max(1, budget // max(1, h * w))))
 
     def timed_slice(
         self, image: np.ndarray, scale: float, normalizer: Normalizer | None = None
@@ -274,7 +295,7 @@ def upscale_volume(
     scale: float,
     *,
     plane: str | int | None = None,
-    batch: int = 4,
+    batch: int | None = None,
     cancel: Callable[[], bool] | None = None,
 ) -> Generator[Progress, None, Volume]:
     """Upscale every slice in-plane; yields Progress, returns the new Volume (generator return value).

@@ -59,17 +59,24 @@ def _fail(message: str) -> int:
 
 
 def run(argv: list[str]) -> int:
+    if argv[:1] == ["--self-test"]:  # headless check of an installed app; see docs/PACKAGING.md
+        from medsr_viewer.self_test import main as self_test
+
+        return self_test(argv[1:])
     args = build_parser().parse_args(argv)
     headless = args.screenshot is not None
     if headless:
         os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    from medsr_viewer.logging_setup import install_exception_hooks, setup_logging
+
+    setup_logging(console_level=logging.WARNING)  # <user data>/logs/medsr-viewer.log, from here on
 
     from PySide6.QtCore import QTimer
     from PySide6.QtWidgets import QApplication
 
     timings: dict[str, float] = {}
     app = QApplication.instance() or QApplication(sys.argv[:1])
+    install_exception_hooks()  # unhandled exceptions: logged with traceback, shown, window kept
     splash = None if headless else _splash(app)  # on screen before torch and friends are imported
     if splash is not None:
         timings["splash_shown_ms"] = (time.perf_counter() - T_START) * 1000

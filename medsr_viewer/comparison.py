@@ -128,7 +128,7 @@ class ComparisonController(QObject):
             self.sliceResult.emit(cached)
             self.srShown.emit(cached)
         elif self.slices.submit(request, force=force):
-            self.submitted_at[request] = time.perf_counter()
+            self.submitted_at = {request: time.perf_counter()}  # only the current one can be applied
         self.update_curves(request.curve, force=force)
 
     def update_curves(self, request: CurveRequest, force: bool = False) -> None:
@@ -204,6 +204,12 @@ class ComparisonController(QObject):
             if t0 is not None:
                 self.last_latency_ms = (time.perf_counter() - t0) * 1000.0
             self.cache.put(result)
+        if self._schedule.isActive():  # the state moved on this turn: make its request before painting
+            self._schedule.stop()
+            self.update_requests()
+            if result.request != self.slices.current:
+                self.slices.dropped += 1
+                return
         self.sliceResult.emit(result)
         if result.final:
             self.srShown.emit(result)

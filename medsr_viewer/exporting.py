@@ -32,6 +32,9 @@ def labelled_grab(widget: QWidget, header: str, footer: str = DISCLAIMER) -> QIm
     w, h = int(shot.width() / dpr), int(shot.height() / dpr)
     image = QImage(w, h + HEADER_PX + FOOTER_PX, QImage.Format.Format_RGB32)
     image.fill(QColor(18, 18, 20))
+    image.setText("Title", header)  # also in the PNG's text chunks, beside the burnt-in lines
+    image.setText("Disclaimer", footer)
+    image.setText("Software", "MedSR Viewer")
     p = QPainter(image)
     try:
         p.drawPixmap(QRect(0, HEADER_PX, w, h), shot)
@@ -67,6 +70,13 @@ def save_png(image: QImage, path: Path) -> Path:
 
 
 @dataclass(frozen=True)
+class ExportNote:
+    """Something the user must read about an export (e.g. the GPU ran out of memory: CPU finished it)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
 class ExportRequest:
     """The SR volume to write: which network, scale and plane, and where."""
 
@@ -93,6 +103,8 @@ def export_job(request: ExportRequest, loaded: LoadedVolume):
         n = loaded.volume.shape[request.axis]
         yield Progress(n, n, f"writing {request.path.name}")
         export_volume(sr, request.path, up, request.scale, overwrite=request.overwrite)
+        for note in dict.fromkeys(up.notes):
+            yield ExportNote(note)
         return request.path
 
     return job

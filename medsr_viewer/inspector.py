@@ -16,6 +16,7 @@ from engine.metrics import SliceScores
 from medsr_viewer.error_maps import BICUBIC_COLOR, SR_COLOR
 from medsr_viewer.pipeline import SliceResult
 from medsr_viewer.state import AXIS_NAMES, SIMULATE, LoadedVolume, ViewerState, WindowLevel
+from medsr_viewer.trust_notices import volume_notices
 
 
 def _section(text: str) -> QLabel:
@@ -192,7 +193,7 @@ class Inspector(QWidget):
         sp = " × ".join(f"{s:.3g}" for s in v.spacing)
         name = v.source.name if v.source else "(memory)"
         desc = html.escape(v.description or "")
-        warn = v.metadata.get("warnings") or []
+        warn = volume_notices(loaded)  # every loader warning, never only the first few
         lines = [
             f"<b>{html.escape(name)}</b> {desc}",
             f"{v.modality} · {' × '.join(map(str, v.shape))} voxels",
@@ -200,7 +201,7 @@ class Inspector(QWidget):
             "Display: radiological (patient's right on screen left in axial/coronal; "
             "anterior left in sagittal)",
         ]
-        lines += [f"<span style='color:#ff9f1c'>{html.escape(str(w))}</span>" for w in warn[:3]]
+        lines += [f"<span style='color:#ff9f1c'>⚠ {html.escape(str(w))}</span>" for w in warn]
         self.volume_info.setText("<br>".join(lines))
         self.metrics.setText("computing…")
         self._window_changed(self.state.window)

@@ -25,15 +25,22 @@ from engine.errors import MedSRError, WeightsError
 from engine.export import DISCLAIMER
 from engine.resources import resources_dir, sample_volume_path
 from engine.weights import read_metadata
+from medsr_viewer.about import AboutDialog
 from medsr_viewer.comparison import ComparisonController
 from medsr_viewer.controls import ControlsBar
+from medsr_viewer.disagreement_panel import DisagreementView
 from medsr_viewer.exporting import ExportRequest, export_job, labelled_grab, save_png
 from medsr_viewer.inspector import Inspector
 from medsr_viewer.loading import SeriesChoice, SeriesChooser, VolumeLoader
+from medsr_viewer.logging_setup import UNEXPECTED_TITLE, error_relay, unexpected_error_text
+from medsr_viewer.memory_release import MemoryReleaser
 from medsr_viewer.model_cards import has_weights
 from medsr_viewer.settings import Settings
 from medsr_viewer.slicing import point_of
 from medsr_viewer.state import AXIS_NAMES, MODES, SIMULATE, LoadedVolume, ViewerState
+from medsr_viewer.training_dock import TrainingDock
+from medsr_viewer.trust_notices import sr_notices, volume_notices
+from medsr_viewer.volume_notice import VolumeNotice
 from medsr_viewer.workers import GeneratorWorker, WorkerPool
 from medsr_viewer.workspace import Workspace, unit_of
 
@@ -77,6 +84,10 @@ class MainWindow(QMainWindow):
 
         self.workspace = Workspace(self.state, self.controller)
         self.setCentralWidget(self.workspace)
+        self.disagreement = DisagreementView(self.state, self.controller)
+        self.disagreement.attach(self.workspace)  # a mode of the error row (View › Model disagreement)
+        self._told: set[str] = set()  # SR warnings already written to the log
+        self.memory = MemoryReleaser(self)  # freed volumes and slices go back to the OS when quiet
         self.controls = ControlsBar(self.state)
         self.addToolBar(Qt.ToolBarArea.TopToolBarArea, self.controls)
 
@@ -91,6 +102,9 @@ class MainWindow(QMainWindow):
         dock.setMinimumWidth(330)
         self.addDockWidget(Qt.DockWidgetArea.RightDockWidgetArea, dock)
         self.inspector_dock = dock
+        self.training_dock = TrainingDock(self.state, self.settings, dialogs=dialogs, parent=self)
+        self.addDockWidget(Qt.DockWidgetArea.BottomDockWidgetArea, self.training_dock)
+        self.training_dock.hide()  # Tools › Train network shows it
 
         self._build_status_bar()
         self._build_actions()
@@ -119,7 +133,9 @@ class MainWindow(QMainWindow):
         self.cancel_button.clicked.connect(self.cancel_background_work)
         self.disclaimer = QLabel("SR images are computed, not acquired — not for primary diagnosis")
         self.disclaimer.setObjectName("disclaimer")
+        self.volume_notice = VolumeNotice()
         sb.addWidget(self.cursor_label, 1)
+        sb.addPermanentWidget(self.volume_notice)
         sb.addPermanentWidget(self.latency_label)
         sb.addPermanentWidget(self.progress)
         sb.addPermanentWidget(self.cancel_button)
@@ -202,6 +218,14 @@ class MainWindow(QMainWindow):
         v.addAction(self._action("Fit slices to panels", self.state.reset_view, "R"))
         v.addAction(self._action("Clear crosshair", lambda: setattr(self.state, "cursor", None), "Esc"))
         v.addSeparator()
+        self.act_disagreement = self._action(
+            "Model disagreement map",
+            lambda: self.disagreement.set_active(self.act_disagreement.isChecked()),
+            "D",
+            "Replace the error maps by the spread of several networks' SR of this slice",
+        )
+        self.act_disagreement.setCheckable(True)
+        v.addAction(self.act_disagreement)
         v.addAction(self.inspector_dock.toggleViewAction())
 
         m = mb.addMenu("&Model")
@@ -221,6 +245,16 @@ class MainWindow(QMainWindow):
             )
         )
 
+        t = mb.addMenu("&Tools")
+        t.addAction(
+            self._action(
+                "Train network…",
+                self.training_dock.open_dialog,
+                tip="Train a network on your own volumes in the background (a separate process)",
+            )
+        )
+        t.addAction(self.training_dock.toggleViewAction())
+
         h = mb.addMenu("&Help")
         h.addAction(self._action("Mouse and keys", self.show_help, "F1"))
         h.addAction(self._action("About", self.show_about))
@@ -234,6 +268,12 @@ class MainWindow(QMainWindow):
         self.controller.srShown.connect(self._sr_shown)
         self.controller.sliceResult.connect(lambda r: self.inspector.show_metrics(r) if r.final else None)
         self.workspace.cursorInfo.connect(self.cursor_label.setText)
+        self.training_dock.errorReported.connect(self.report_error)
+        self.training_dock.weightsSaved.connect(lambda _path: self.rescan_weights())
+        self.training_dock.showWeights.connect(self.controls.select)
+        error_relay().raised.connect(self._unexpected_error)
+        for sig in (self.controller.srShown, self.volumeLoaded):
+            sig.connect(lambda _v: self.memory.request())
         ev = self.state.events
         for e in (ev.model, ev.scale, ev.mode, ev.device, ev.blur):
             e.connect(lambda _v: self._save_choices())
@@ -292,8 +332,19 @@ class MainWindow(QMainWindow):
                 self.workspace.link.centre_on(*self.state.cursor)
             self.workspace.link.set_zoom(pending["zoom"])
         self.volumeLoaded.emit(loaded)
-        for w in (v.metadata.get("warnings") or [])[:1]:
-            self.statusBar().showMessage(f"Note: {w}", 8000)
+        self._show_volume_notices(loaded)
+
+    def _show_volume_notices(self, loaded: LoadedVolume) -> None:
+        """Every loader warning stays on screen (status bar notice, inspector) and goes to the log."""
+        v = loaded.volume
+        notes = volume_notices(loaded)
+        name = v.source.name if v.source is not None else "this volume"
+        self.volume_notice.set_warnings(name, notes)
+        for w in notes:
+            log.info("%s: %s", name, w)
+        if notes:
+            more = f" (+{len(notes) - 1} more: click the notice)" if len(notes) > 1 else ""
+            self.statusBar().showMessage(f"{name}: {notes[0]}{more}", 15000)
 
     def set_pending_view(
         self,
@@ -340,7 +391,20 @@ class MainWindow(QMainWindow):
             self.latency_label.setText(text)
         if result.sr is not None:
             self._update_card(result.sr.notice)
+        self._show_sr_notices(result)
         self.srShown.emit(result)
+
+    def _show_sr_notices(self, result) -> None:
+        """Use beyond training and device fallbacks (GPU out of memory): a banner on the SR panel."""
+        loaded = self.state.loaded
+        notes = sr_notices(self.controller.models, loaded, result) if loaded is not None else []
+        self.workspace.panels["sr"].set_banner(notes)
+        new = [n for n in notes if n not in self._told]
+        for n in new:
+            log.info("SR panel: %s", n)
+            self._told.add(n)
+        if new:
+            self.statusBar().showMessage(f"SR: {new[-1]}", 10000)
 
     def _progress(self, fraction: float, message: str) -> None:
         self.progress.setVisible(True)
@@ -374,6 +438,13 @@ class MainWindow(QMainWindow):
             box = QMessageBox(QMessageBox.Icon.Critical, title, message, QMessageBox.StandardButton.Ok, self)
             box.setObjectName("errorDialog")
             self._show_dialog(box)
+
+    def _unexpected_error(self, summary: str, _details: str) -> None:
+        """An exception nobody handled (already logged with its traceback): say so, keep the window."""
+        if any(d.windowTitle() == UNEXPECTED_TITLE for d in self.open_dialogs):
+            self.statusBar().showMessage(f"{UNEXPECTED_TITLE}: {summary}", 10000)
+            return
+        self.report_error(UNEXPECTED_TITLE, unexpected_error_text(summary))
 
     def _show_dialog(self, dialog: QWidget) -> None:
         self.open_dialogs.append(dialog)
@@ -458,7 +529,9 @@ class MainWindow(QMainWindow):
         worker = GeneratorWorker(export_job(request, s.loaded), f"export {path}")
         sig = worker.signals
         sig.progress.connect(lambda p: self._progress(p.fraction, p.message))
-        sig.finished.connect(lambda out, w=worker: self._export_done(w, out))
+        notes: list[str] = []  # device fallbacks during the export (ExportNote)
+        sig.yielded.connect(lambda note: notes.append(note.text))
+        sig.finished.connect(lambda out, w=worker: self._export_done(w, out, notes))
         sig.failed.connect(lambda exc, w=worker: self._export_failed(w, exc))
         sig.done.connect(lambda w=worker: self._export_finished(w))
         self._export_worker = worker
@@ -466,8 +539,11 @@ class MainWindow(QMainWindow):
         self.io_pool.start(worker)
         return worker
 
-    def _export_done(self, worker: GeneratorWorker, out: Path) -> None:
-        self.statusBar().showMessage(f"Exported SR volume to {out}", 10000)
+    def _export_done(self, worker: GeneratorWorker, out: Path, notes: list[str] | None = None) -> None:
+        for note in notes or []:
+            log.info("export %s: %s", out, note)
+        extra = f" — {notes[-1]}" if notes else ""
+        self.statusBar().showMessage(f"Exported SR volume to {out}{extra}", 15000)
         self.exportFinished.emit(out)
 
     def _export_failed(self, worker: GeneratorWorker, exc: BaseException) -> None:
@@ -539,14 +615,8 @@ class MainWindow(QMainWindow):
         self._show_dialog(box)
 
     def show_about(self) -> None:
-        box = QMessageBox(
-            QMessageBox.Icon.Information,
-            "About MedSR Viewer",
-            f"MedSR Viewer — compare deep-learning super-resolution with bicubic.<br><br>{DISCLAIMER}",
-            QMessageBox.StandardButton.Ok,
-            self,
-        )
-        self._show_dialog(box)
+        """Not for primary diagnosis; the networks, their papers, weights hashes, the sample's licence."""
+        self._show_dialog(AboutDialog(self.state.weights, self))
 
     # --- title, recent, settings ---------------------------------------------------------------
     def _update_title(self) -> None:
@@ -602,6 +672,9 @@ class MainWindow(QMainWindow):
             self.workspace.splitter.restoreState(splitter)
 
     def closeEvent(self, event) -> None:  # noqa: N802
+        if not self.training_dock.confirm_close():  # stop the training run, leave it running, or stay
+            event.ignore()
+            return
         self.settings.save_layout(self.saveGeometry(), self.saveState(), self.workspace.splitter.saveState())
         self._save_choices()
         self.settings.sync()
@@ -609,6 +682,8 @@ class MainWindow(QMainWindow):
         if self._export_worker is not None:
             self._export_worker.cancel()
         self.controller.shutdown()
+        self.disagreement.shutdown()
+        self.training_dock.shutdown()
         self.io_pool.wait(5000)
         super().closeEvent(event)
 

@@ -23,6 +23,7 @@ from medsr_viewer.slicing import pixel_at
 
 CROSSHAIR_PEN = pg.mkPen(QColor(255, 220, 0, 150), width=1, style=Qt.PenStyle.DashLine)
 OVERLAY_COLOR = QColor(255, 230, 120)
+BANNER_STYLE = "color: #ffffff; background: #8f2d1f; padding: 2px 6px; font-weight: bold;"
 
 
 class SliceViewBox(pg.ViewBox):
@@ -167,6 +168,12 @@ class SlicePanel(QFrame):
         self.notice.setObjectName("panelNotice")
         self.notice.setWordWrap(True)
         self.notice.setVisible(False)
+        self.banner = QLabel("")  # use beyond training, device fallbacks: never hidden in a tooltip
+        self.banner.setObjectName("panelBanner")
+        self.banner.setWordWrap(True)
+        self.banner.setStyleSheet(BANNER_STYLE)
+        self.banner.setVisible(False)
+        self.value_prefix = "|Δ| " if error_map else "value "
         self.canvas = SliceCanvas()
         self.footer = QLabel(" ")
         self.footer.setObjectName("panelFooter")
@@ -176,6 +183,7 @@ class SlicePanel(QFrame):
         lay.setSpacing(1)
         lay.addWidget(self.title)
         lay.addWidget(self.notice)
+        lay.addWidget(self.banner)
         lay.addWidget(self.canvas, 1)
         lay.addWidget(self.footer)
 
@@ -201,6 +209,12 @@ class SlicePanel(QFrame):
     def set_notice(self, text: str) -> None:
         self.notice.setText(text)
         self.notice.setVisible(bool(text))
+
+    def set_banner(self, lines: list[str]) -> None:
+        """Warnings about what this panel shows (one per line); an empty list hides the banner."""
+        self.banner.setText("\n".join(f"⚠ {line}" for line in lines))
+        self.banner.setToolTip("\n".join(lines))
+        self.banner.setVisible(bool(lines))
 
     def set_layer(self, layer: Layer | None, levels: tuple[float, float] | None = None) -> None:
         """Show ``layer`` in millimetre coordinates, with ``levels`` (no auto-levelling per slice)."""
@@ -251,8 +265,7 @@ class SlicePanel(QFrame):
             self.footer.setText("outside the slice")
             return
         unit = f" {self.unit}" if self.unit else ""
-        prefix = "|Δ| " if self.error_map else "value "
-        self.footer.setText(f"{prefix}{format_value(value)}{unit}{extra}")
+        self.footer.setText(f"{self.value_prefix}{format_value(value)}{unit}{extra}")
 
 
 def format_value(v: float) -> str:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import traceback
+import warnings
 from collections.abc import Callable, Hashable, Iterator
 from typing import Any
 
@@ -128,9 +129,22 @@ class WorkerPool:
 
     def start(self, worker: GeneratorWorker) -> GeneratorWorker:
         self._active.add(worker)
-        worker.signals.done.connect(lambda w=worker: self._active.discard(w))
-        self.pool.start(worker)
+        worker.signals.done.connect(lambda w=worker: self._release(w))
+        # A callable, not the QRunnable: PySide's QThreadPool.start(runnable) keeps a reference to
+        # every runnable it ever ran (with its job, and the volume the job holds) until the pool dies.
+        self.pool.start(worker.run)
         return worker
+
+    def _release(self, worker: GeneratorWorker) -> None:
+        """Forget a finished worker and cut its connections: their lambdas hold the worker, a cycle
+        through Qt that Python's garbage collector cannot see (``done`` is its last signal, so every
+        queued delivery has been made by now)."""
+        self._active.discard(worker)
+        s = worker.signals
+        with warnings.catch_warnings():  # PySide warns when a signal has nothing to disconnect
+            warnings.simplefilter("ignore", RuntimeWarning)
+            for signal in (s.progress, s.yielded, s.finished, s.failed, s.cancelled, s.done):
+                signal.disconnect()
 
     @property
     def active(self) -> int:

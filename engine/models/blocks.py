@@ -187,7 +187,9 @@ def _cubic_weights(t: torch.Tensor, a: float = -0.75) -> torch.Tensor:
     return torch.where(d <= 1, near, far)
 
 
-def _bicubic_axis(in_size: int, out_size: int, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
+def bicubic_axis(in_size: int, out_size: int, start: int, stop: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Taps (n, 4) int64, clamped to the input, and their float64 weights (n, 4) for output pixels
+    start..stop-1 of one axis of ``bicubic_upsample``."""
     num, den = source_coordinates(in_size, out_size, start, stop)
     base = torch.div(num, den, rounding_mode="floor")
     t = (num - base * den).double() / den
@@ -200,8 +202,8 @@ def bicubic_upsample_box(
 ) -> torch.Tensor:
     """The region box = (y0, x0, y1, x1) of ``bicubic_upsample(x, size)``, computed for that region only."""
     y0, x0, y1, x1 = box
-    rows, wy = _bicubic_axis(x.shape[-2], size[0], y0, y1)
-    cols, wx = _bicubic_axis(x.shape[-1], size[1], x0, x1)
+    rows, wy = bicubic_axis(x.shape[-2], size[0], y0, y1)
+    cols, wx = bicubic_axis(x.shape[-1], size[1], x0, x1)
     wy, wx = wy.to(x), wx.to(x)
     along_y = torch.einsum("...rkw,rk->...rw", x[..., rows.to(x.device), :], wy)
     return torch.einsum("...rck,ck->...rc", along_y[..., cols.to(x.device)], wx)

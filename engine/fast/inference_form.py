@@ -1,0 +1,238 @@
+"""Inference forms: a prepared network rewritten for speed, with the same outputs (within 1e-4).
+
+``inference_form(model)`` returns a new module; the model, its parameter names and its state dict are
+left alone (weights are trained against them). The rewrites, each exact up to float rounding:
+
+- batch normalisation after a convolution folded into the convolution (SRResNet trunks);
+- ReLU / LeakyReLU in place where their input is a fresh convolution output; single-slope PReLU as
+  LeakyReLU; residual blocks adding their skip in place (no multiply by a residual scale of 1);
+- CARN's anchored regression mixed with one multiply-add per anchor into the output, instead of a
+  (m x d' x h x w) product tensor and a sum over it (2-4x faster at 256^2);
+- the bicubic skip of fixed-scale networks as banded matrix products (``engine.fast.resample``), and
+  pixel shuffles as one permuting copy in the tensor's own layout;
+- Meta-SRGAN's upscale through ``engine.fast.meta_upscale`` (per-slice maps, no per-pixel kernels);
+- channels_last memory layout where the convolutions are wide enough to gain from it: rule below.
+
+Layout rule (measured with bench/models.py on the development CPU, both layouts of every network):
+oneDNN's channels_last kernels win for every network here (1.1-1.9x: EDSR, SRResNet/SRGAN, WDSR, VDSR,
+SRCNN, FMEN with 32 channels) except the CARN family, whose 8-channel convolutions, 1x1 regressors
+and softmax/mixing over channel slices run 0.7-0.9x as fast in channels_last: so channels_last unless
+the network has anchored regressions.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from engine.fast.meta_upscale import FastMetaUpscale, MetaMaps
+from engine.fast.resample import bicubic_resize
+from engine.models.blocks import AnchoredRegression, FixedScaleNet, ResidualBlock
+from engine.models.meta_srgan import MetaSRGAN
+from engine.models.registry import output_size
+
+
+def inference_form(model: nn.Module, *, channels_last: bool | None = None) -> nn.Module:
+    """The fast form of a model already passed through ``prepare_for_inference`` (eval, fused)."""
+    if not getattr(model, "needs_weights", True):  # parameter-free (bicubic): nothing to gain
+        return model
+    fast = copy.deepcopy(model).eval()
+    fold_batch_norms(fast)
+    _replace_modules(fast)
+    use_inplace_activations(fast)
+    if channels_last is None:
+        channels_last = prefers_channels_last(fast)
+    if channels_last:
+        fast = fast.to(memory_format=torch.channels_last)
+    fast.requires_grad_(False)
+    if isinstance(fast, MetaSRGAN):
+        return FastMetaSRGAN(fast)
+    if isinstance(fast, FixedScaleNet):
+        return FastFixedScale(fast)
+    return fast
+
+
+@torch.no_grad()
+def fold_batch_norms(model: nn.Module) -> int:
+    """Fold every eval-mode BatchNorm2d that follows a Conv2d in a Sequential into it; returns how many."""
+    folded = 0
+    for module in model.modules():
+        if not isinstance(module, nn.Sequential):
+            continue
+        for i in range(len(module) - 1):
+            conv, bn = module[i], module[i + 1]
+            if not (isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d)):
+                continue
+            if bn.training or bn.running_var is None:
+                continue
+            gain = (bn.weight if bn.affine else torch.ones_like(bn.running_var)) / torch.sqrt(
+                bn.running_var + bn.eps)
+            shift = bn.bias if bn.affine else torch.zeros_like(bn.running_mean)
+            bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+            fused = nn.Conv2d(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride,
+                              conv.padding, conv.dilation, conv.groups, True, conv.padding_mode)
+            fused = fused.to(conv.weight)
+            fused.weight.copy_(conv.weight * gain.view(-1, 1, 1, 1))
+            fused.bias.copy_((bias - bn.running_mean) * gain + shift)
+            module[i], module[i + 1] = fused, nn.Identity()
+            folded += 1
+    return folded
+
+
+_FRESH = (nn.Conv2d, nn.Linear, nn.PReLU)  # modules whose output is a new tensor
+# Modules whose output is their input, a view of it, or new: fresh if their input was.
+_PASS = (nn.Identity, nn.PixelShuffle, nn.ReLU, nn.LeakyReLU)
+
+
+def use_inplace_activations(model: nn.Module) -> None:
+    """ReLU / LeakyReLU act in place when, inside a Sequential, their input comes from a fresh output
+    (a convolution, possibly through Identity / pixel shuffles) that nothing else holds."""
+    for module in model.modules():
+        if isinstance(module, nn.Sequential):
+            for i in range(1, len(module)):
+                if not isinstance(module[i], nn.ReLU | nn.LeakyReLU):
+                    continue
+                j = i - 1
+                while j > 0 and isinstance(module[j], _PASS + (FastPixelShuffle,)):
+                    j -= 1
+                if isinstance(module[j], _FRESH):
+                    module[i].inplace = True
+
+
+def prefers_channels_last(model: nn.Module) -> bool:
+    """The layout rule of this module's docstring: channels_last unless the network is of the CARN
+    family (anchored regression)."""
+    return not any(isinstance(m, AnchoredRegression | FastAnchoredRegression) for m in model.modules())
+
+
+class FastAnchoredRegression(nn.Module):
+    """``AnchoredRegression`` with the softmax-weighted sum as one multiply-add per anchor into the output."""
+
+    def __init__(self, regression: AnchoredRegression):
+        super().__init__()
+        self.inner, self.anchors = regression.inner, regression.anchors
+        self.regressors, self.similarity = regression.regressors, regression.similarity
+        if _pointwise(self.regressors):  # New CARN's 1x1 regressors (the family runs NCHW: see the rule)
+            self.regressors = PointwiseConv(self.regressors)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        d = self.inner
+        regressed = self.regressors(x)
+        weights = torch.softmax(self.similarity(x), dim=1)
+        out = regressed[:, :d] * weights[:, :1]
+        for k in range(1, self.anchors):
+            out.addcmul_(regressed[:, k * d: (k + 1) * d], weights[:, k: k + 1])
+        return out
+
+
+class PointwiseConv(nn.Module):
+    """A 1x1 convolution of an NCHW tensor as one matrix product (N, out, in) @ (N, in, h*w): torch's
+    1x1 path (im2col-free slow_conv2d) adds a copy per call."""
+
+    def __init__(self, conv: nn.Conv2d):
+        super().__init__()
+        self.weight = nn.Parameter(conv.weight.detach()[:, :, 0, 0].clone(), requires_grad=False)
+        bias = conv.bias.detach().clone() if conv.bias is not None else torch.zeros(conv.out_channels)
+        self.bias = nn.Parameter(bias[:, None], requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        if n == 1:
+            out = torch.addmm(self.bias, self.weight, x.reshape(c, h * w))
+        else:
+            out = torch.matmul(self.weight, x.reshape(n, c, h * w)).add_(self.bias)
+        return out.view(n, -1, h, w)
+
+
+def _pointwise(conv: nn.Module) -> bool:
+    return (isinstance(conv, nn.Conv2d) and conv.kernel_size == (1, 1) and conv.stride == (1, 1)
+            and conv.padding == (0, 0) and conv.groups == 1 and conv.dilation == (1, 1))
+
+
+class FastPixelShuffle(nn.Module):
+    """``nn.PixelShuffle`` as one permuting copy in the input's own layout (NCHW or channels_last):
+    2.5x faster than torch's kernel for the 1-channel outputs of our heads (80^2x16 -> 320^2: 48 vs
+    120 us), 1.3x for EDSR's 192 -> 48 channel x2 stage."""
+
+    def __init__(self, factor: int):
+        super().__init__()
+        self.factor = int(factor)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        r = self.factor
+        oc = c // (r * r)
+        if x.is_contiguous():
+            return x.view(n, oc, r, r, h, w).permute(0, 1, 4, 2, 5, 3).reshape(n, oc, h * r, w * r)
+        if x.is_contiguous(memory_format=torch.channels_last):
+            nhwc = x.permute(0, 2, 3, 1).view(n, h, w, oc, r, r).permute(0, 1, 4, 2, 5, 3)
+            return nhwc.reshape(n, h * r, w * r, oc).permute(0, 3, 1, 2)
+        return nn.functional.pixel_shuffle(x, r)
+
+
+class FastResidualBlock(nn.Module):
+    """``ResidualBlock`` adding the skip in place into the body's fresh output (no scaling when 1)."""
+
+    def __init__(self, block: ResidualBlock):
+        super().__init__()
+        self.body, self.res_scale = block.body, float(block.res_scale)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.body(x)
+        if self.res_scale != 1.0:
+            out = out * self.res_scale
+        return out.add_(x)
+
+
+def _replace_modules(model: nn.Module) -> None:
+    """Swap in the fast equivalents: anchored regressions, residual blocks, single-slope PReLUs
+    (PReLU with one parameter a is LeakyReLU(a), which has a vectorised in-place kernel)."""
+    for module in list(model.modules()):
+        for name, child in list(module.named_children()):
+            if isinstance(child, AnchoredRegression):
+                setattr(module, name, FastAnchoredRegression(child))
+            elif isinstance(child, ResidualBlock):
+                setattr(module, name, FastResidualBlock(child))
+            elif isinstance(child, nn.PixelShuffle):
+                setattr(module, name, FastPixelShuffle(child.upscale_factor))
+            elif isinstance(child, nn.PReLU) and child.num_parameters == 1:
+                setattr(module, name, nn.LeakyReLU(float(child.weight.detach().reshape(()))))
+
+
+class FastFixedScale(nn.Module):
+    """A fixed-scale network's forward with the bicubic skip as banded matrix products."""
+
+    def __init__(self, net: FixedScaleNet):
+        super().__init__()
+        self.net = net
+        self.scale = net.scale
+
+    def forward(self, x: torch.Tensor, scale: float | None = None) -> torch.Tensor:
+        if scale is not None and abs(float(scale) - self.scale) > 1e-6:
+            raise ValueError(f"{type(self.net).__name__} was built for x{self.scale}, asked for x{scale:g}")
+        up = bicubic_resize(x, output_size(x.shape[-2], x.shape[-1], self.scale))
+        return up + self.net.residual(up if self.net.pre_upsampling else x)
+
+
+class FastMetaSRGAN(nn.Module):
+    """Meta-SRGAN for inference: ``encode`` runs the (folded) trunk and computes the per-slice maps,
+    ``decode(maps, scale, box)`` equals ``MetaSRGAN.decode`` on the same LR image."""
+
+    def __init__(self, model: MetaSRGAN):
+        super().__init__()
+        self.trunk = model.trunk
+        self.upscale = FastMetaUpscale(model)
+        self.card = model.card  # type: ignore[attr-defined]
+
+    def encode(self, lr: torch.Tensor) -> MetaMaps:
+        return self.upscale.maps(self.trunk(lr), lr)
+
+    def decode(self, enc: MetaMaps, scale: float, box: tuple[int, int, int, int] | None = None,
+               method: str = "auto") -> torch.Tensor:
+        return self.upscale.decode(enc, scale, box, method)
+
+    def forward(self, lr: torch.Tensor, scale: float | None = None) -> torch.Tensor:
+        scale = self.upscale.check_scale(scale)
+        return self.decode(self.encode(lr), scale)

@@ -1,0 +1,86 @@
+"""Bicubic interpolation as small banded matrix products: rows, then columns, for an image or a box.
+
+torch's ``interpolate(mode="bicubic")`` evaluates 16 taps per output pixel (0.7 ms for 80^2 -> 320^2
+on one core). Bicubic is separable: out = Wy @ x @ Wx^T with per-axis weight matrices (four non-zeros
+per row: Keys a = -0.75, taps clamped at the border, align_corners=False, the coordinates of
+``engine.models.blocks.bicubic_axis``). The matrices are banded, so each block of output rows is one
+matrix product with the few input rows it reads. Same values as ``bicubic_upsample_box`` up to float
+summation order. Matrices depend only on the sizes and are cached.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import torch
+
+from engine.models.blocks import bicubic_axis
+
+_CACHE = 64  # axis weight tables kept
+_BLOCK = 64  # output rows (columns) per matrix product
+
+
+@dataclass(frozen=True)
+class _AxisWeights:
+    matrix: torch.Tensor  # (out, in)
+    first: list[int]  # per block of _BLOCK outputs: first input index read
+    stop: list[int]  # ... and one past the last
+
+    def blocks(self, start: int, stop: int):
+        """(a, b, lo, hi): output range a..b-1 of start..stop-1 and the input range lo..hi-1 it reads."""
+        for a in range(start, stop, _BLOCK):
+            b = min(stop, a + _BLOCK)
+            lo = min(self.first[a // _BLOCK: (b - 1) // _BLOCK + 1])
+            hi = max(self.stop[a // _BLOCK: (b - 1) // _BLOCK + 1])
+            yield a, b, lo, hi
+
+
+def _axis_weights(in_size: int, out_size: int, like: torch.Tensor) -> _AxisWeights:
+    taps, weights = bicubic_axis(in_size, out_size, 0, out_size)
+    matrix = torch.zeros(out_size, in_size, dtype=torch.float64)
+    matrix.scatter_add_(1, taps, weights)
+    first, stop = [], []
+    for a in range(0, out_size, _BLOCK):
+        block = taps[a: a + _BLOCK]
+        first.append(int(block.min()))
+        stop.append(int(block.max()) + 1)
+    return _AxisWeights(matrix.to(like), first, stop)
+
+
+_TABLES: OrderedDict[tuple, _AxisWeights] = OrderedDict()
+
+
+def axis_weights(in_size: int, out_size: int, like: torch.Tensor) -> _AxisWeights:
+    key = (in_size, out_size, like.dtype, like.device)
+    hit = _TABLES.get(key)
+    if hit is None:
+        hit = _TABLES[key] = _axis_weights(in_size, out_size, like)
+        while len(_TABLES) > _CACHE:
+            _TABLES.popitem(last=False)
+    else:
+        _TABLES.move_to_end(key)
+    return hit
+
+
+def bicubic_resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """``bicubic_upsample(x, size)``: (N, C, h, w) -> (N, C, H, W)."""
+    return bicubic_resize_box(x, size, (0, 0, *size))
+
+
+def bicubic_resize_box(x: torch.Tensor, size: tuple[int, int],
+                       box: tuple[int, int, int, int]) -> torch.Tensor:
+    """The region box = (y0, x0, y1, x1) of ``bicubic_resize(x, size)``, computed for that region only."""
+    y0, x0, y1, x1 = box
+    wy = axis_weights(x.shape[-2], size[0], x)
+    wx = axis_weights(x.shape[-1], size[1], x)
+    row_blocks, col_blocks = list(wy.blocks(y0, y1)), list(wx.blocks(x0, x1))
+    c_lo, c_hi = min(b[2] for b in col_blocks), max(b[3] for b in col_blocks)
+    along_y = x.new_empty(*x.shape[:-2], y1 - y0, c_hi - c_lo)
+    for a, b, lo, hi in row_blocks:
+        torch.matmul(wy.matrix[a:b, lo:hi], x[..., lo:hi, c_lo:c_hi], out=along_y[..., a - y0: b - y0, :])
+    out = x.new_empty(*x.shape[:-2], y1 - y0, x1 - x0)
+    for a, b, lo, hi in col_blocks:
+        weights = wx.matrix[a:b, lo:hi].t()
+        torch.matmul(along_y[..., lo - c_lo: hi - c_lo], weights, out=out[..., a - x0: b - x0])
+    return out
