@@ -47,8 +47,8 @@ def cmd_upscale(args: argparse.Namespace) -> int:
     from engine.io import load_volume
 
     out = Path(args.output)
-    if out.exists() and not args.overwrite:
-        raise MedSRError("output exists (use --overwrite to replace it)", out)
+    if out.exists() and args.no_clobber:
+        raise MedSRError("output exists (--no-clobber)", out)
     upscaler = Upscaler.load(args.model, args.scale, weights=args.weights, device=args.device)
     volume = load_volume(Path(args.input))
     for warning in volume.metadata.get("warnings", []):
@@ -70,7 +70,10 @@ def cmd_upscale(args: argparse.Namespace) -> int:
         bar.close()
     for note in upscaler.notes:
         print(f"note: {note}", file=sys.stderr)
-    export_volume(result, out, upscaler, args.scale, overwrite=args.overwrite)
+    replacing = out.exists()
+    export_volume(result, out, upscaler, args.scale, overwrite=not args.no_clobber)
+    if replacing:
+        print(f"note: replaced the previous {out}", file=sys.stderr)
     sp = ", ".join(f"{s:.4g}" for s in result.spacing)
     print(f"wrote {out} ({'x'.join(map(str, result.shape))}, spacing {sp} mm) — SR, not acquired data")
     return 0
@@ -137,7 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     u.add_argument(
         "--plane", default=None, help="axial, coronal, sagittal or 0/1/2 (default: acquisition plane)"
     )
-    u.add_argument("--overwrite", action="store_true")
+    u.add_argument("--no-clobber", action="store_true", help="refuse to replace an existing output")
+    u.add_argument("--overwrite", action="store_true", help="accepted for compatibility: outputs are "
+                   "replaced atomically by default (a DICOM folder only if it holds nothing but .dcm files)")
     u.set_defaults(func=cmd_upscale)
 
     e = sub.add_parser("evaluate", help="simulate LR from volumes; PSNR/SSIM of networks vs bicubic")

@@ -98,7 +98,9 @@ def test_upscale_dicom_series_bicubic_x2_to_dicom(tmp_path, shared_data):
             ["upscale", "{good}", "-o", "{tmp}/o.nii.gz", "--model", "edsr", "--scale", "7"],
             "does not serve x7",
         ),
-        (["upscale", "{good}", "-o", "{good}", "--model", "bicubic", "--scale", "2"], "exists"),
+        (["upscale", "{good}", "-o", "{good}", "--model", "bicubic", "--scale", "2"], "input"),
+        (["upscale", "{good}", "-o", "{junk}", "--model", "bicubic", "--scale", "2", "--no-clobber"],
+         "exists"),
         (
             [
                 "upscale",
