@@ -111,7 +111,12 @@ def about_html(user_weights: dict[str, str] | None = None) -> str:
         f"<h2>MedSR Viewer {e(version)}</h2>"
         "<p>Compare deep-learning super-resolution (SR) with bicubic interpolation on MRI and CT.</p>"
         f"<p style='color:#ff9f1c'><b>Not for primary diagnosis.</b> {e(NOT_FOR_DIAGNOSIS)}</p>"
-        f"<p style='color:#ff9f1c'>{e(DISCLAIMER)}</p>"
+        f"<p>Every exported PNG and volume carries: <i>{e(DISCLAIMER)}</i></p>"
+        "<h3>Bundled sample</h3>"
+        f"<p><code>{e(sample.name)}</code>: a real clinical T1-weighted head MRI. {e(sample_licence())} "
+        "Source and details: <code>resources/sample/README.md</code>.</p>"
+        "<h3>This software</h3>"
+        f"<p>Licence: {e(licence)}. Log file: <code>{e(str(log_file) if log_file else 'none')}</code></p>"
         "<h3>Networks</h3>"
         "<p>Weights are safetensors files (no code runs on loading); each hash below is the sha256 "
         "over the file's tensors, checked every time it is loaded and written into every export.</p>"
@@ -119,11 +124,6 @@ def about_html(user_weights: dict[str, str] | None = None) -> str:
         "<tr><th>Network</th><th>Paper</th><th>Weights sha256 (first 16 hex digits)</th></tr>"
         + "".join(rows)
         + "</table>"
-        "<h3>Bundled sample</h3>"
-        f"<p><code>{e(sample.name)}</code>: a real clinical T1-weighted head MRI. {e(sample_licence())} "
-        "Source and details: <code>resources/sample/README.md</code>.</p>"
-        "<h3>This software</h3>"
-        f"<p>Licence: {e(licence)}. Log file: <code>{e(str(log_file) if log_file else 'none')}</code></p>"
     )
 
 

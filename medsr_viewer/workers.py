@@ -13,6 +13,7 @@ import logging
 import threading
 import traceback
 import warnings
+import weakref
 from collections.abc import Callable, Hashable, Iterator
 from typing import Any
 
@@ -118,6 +119,30 @@ class GeneratorWorker(QRunnable):
                 self.signals.yielded.emit(item)
 
 
+class _PoolSignals(QObject):
+    released = Signal(object)  # a worker's key (its id), once its pool thread holds no reference to it
+
+
+def _run_then_release(ref: weakref.ReferenceType, released: Signal, key: int) -> Callable[[], None]:
+    """The pool thread's task: run the worker through a weak reference, drop it, say so.
+
+    The GUI thread keeps the last reference, so a worker (and the QObject of its signals) is always
+    destroyed on the GUI thread: destroying it on a pool thread deadlocks Qt's locks against the GIL.
+    """
+
+    def run() -> None:
+        worker = ref()
+        if worker is not None:
+            worker.run()
+            del worker
+        try:
+            released.emit(key)
+        except RuntimeError:  # the pool is gone (application exit)
+            pass
+
+    return run
+
+
 class WorkerPool:
     """A QThreadPool that keeps its running workers referenced until they are done."""
 
@@ -125,21 +150,25 @@ class WorkerPool:
         self.pool = QThreadPool()
         self.pool.setMaxThreadCount(threads)
         self.pool.setObjectName(name)
-        self._active: set[GeneratorWorker] = set()
+        self._active: dict[int, GeneratorWorker] = {}
+        self._signals = _PoolSignals()
+        self._signals.released.connect(self._release)
 
     def start(self, worker: GeneratorWorker) -> GeneratorWorker:
-        self._active.add(worker)
-        worker.signals.done.connect(lambda w=worker: self._release(w))
+        key = id(worker)
+        self._active[key] = worker
         # A callable, not the QRunnable: PySide's QThreadPool.start(runnable) keeps a reference to
         # every runnable it ever ran (with its job, and the volume the job holds) until the pool dies.
-        self.pool.start(worker.run)
+        self.pool.start(_run_then_release(weakref.ref(worker), self._signals.released, key))
         return worker
 
-    def _release(self, worker: GeneratorWorker) -> None:
-        """Forget a finished worker and cut its connections: their lambdas hold the worker, a cycle
-        through Qt that Python's garbage collector cannot see (``done`` is its last signal, so every
-        queued delivery has been made by now)."""
-        self._active.discard(worker)
+    def _release(self, key: int) -> None:
+        """Forget a finished worker (GUI thread) and cut its connections: their lambdas hold the
+        worker, a cycle through Qt that Python's garbage collector cannot see. ``released`` follows
+        every signal of the worker from the same thread, so each has been delivered by now."""
+        worker = self._active.pop(key, None)
+        if worker is None:
+            return
         s = worker.signals
         with warnings.catch_warnings():  # PySide warns when a signal has nothing to disconnect
             warnings.simplefilter("ignore", RuntimeWarning)
@@ -151,7 +180,7 @@ class WorkerPool:
         return len(self._active)
 
     def cancel_all(self) -> None:
-        for w in list(self._active):
+        for w in list(self._active.values()):
             w.cancel()
 
     def wait(self, msecs: int = 10_000) -> bool:
