@@ -14,7 +14,8 @@ of the shipped architecture ("untrained": same timing, meaningless pictures). bi
 torch's interpolate and the banded-matrix form the fast backends use for their skip.
 
 --volume adds a whole-volume run: New CARN x2 of a synthetic 256x256x176 volume through
-``upscale_volume`` (eager at the old default batch, fast at several batch sizes).
+``upscale_volume``: eager as before (batch 4, one batch at a time), fast one batch at a time, and fast
+with batches side by side on the CPU workers (``Upscaler.stack_workers``, the default).
 
 Timings on a machine with other work running are noisy: compare rows of one run, and re-measure on an
 idle machine before quoting numbers. --malloc retain (default) keeps freed memory in the process
@@ -139,9 +140,12 @@ def time_interleaved(runs: dict[str, callable], repeat: int) -> dict[str, float]
     return best
 
 
-def bench_models(names: list[str], repeat: int, peak: float) -> list[dict]:
+def bench_models(names: list[str], repeat: int, peak: list[float]) -> list[dict]:
+    """Rows per network and backend; ``peak`` (one float) is raised to the best matmul rate seen,
+    measured again before every network so that a moment of load does not set it."""
     rows = []
     for name in names:
+        peak[0] = max(peak[0], matmul_peak_gflops(repeat=3))
         for scale, side in CASES:
             x = torch.rand(1, 1, side, side, generator=torch.Generator().manual_seed(0))
             out_hw = output_size(side, side, scale)
@@ -162,12 +166,12 @@ def bench_models(names: list[str], repeat: int, peak: float) -> list[dict]:
             runs = {k: (lambda net=net, x=x, s=scale: net(x, s)) for k, net in nets.items()}
             ms = time_interleaved(runs, repeat)
             for key in nets:
-                gflops = 2 * macs / (ms[key] / 1000) / 1e9
+                gflops = 2 * macs / (ms[key] / 1000) / 1e9  # % of peak is filled in by main()
                 rows.append({
                     **case, "backend": key, "weights": "trained" if trained else "untrained",
                     "params": count_parameters(model), "macs_g": round(macs / 1e9, 3),
                     "ms": round(ms[key], 2),
-                    "gflops": round(gflops, 1), "pct_peak": round(100 * gflops / peak, 1),
+                    "gflops": round(gflops, 1),
                     "max_abs_diff": float(f"{diff[key]:.2g}"), "speedup": round(ms["eager"] / ms[key], 2),
                     "channels_last": layouts[key][1],
                 })
@@ -186,19 +190,24 @@ def bench_volume(batches: list[int], threads: int) -> list[dict]:
             path = Path(tmp) / "new_carn_x2.safetensors"
             save_weights(random_weights(build_model("new_carn", 2)), path, arch="new_carn",
                          args=get_card("new_carn").ship_args, scale=2.0)
-        runs = [("eager", 4)] + [("fast", b) for b in batches]
+        # (backend, batch, side by side?): eager as before (batch 4, one batch at a time), then the
+        # fast backend one batch at a time and with the CPU workers side by side (the default).
+        runs = [("eager", 4, False), ("fast", 1, False)] + [("fast", b, True) for b in batches]
         rows = []
-        for backend, batch in runs:
+        for backend, batch, parallel in runs:
             up = Upscaler.load("new_carn", 2.0, weights=path, device="cpu", fast=backend == "fast")
+            if not parallel:
+                up.stack_workers = lambda _batches: 1
             t0 = CLOCK()
             out = run_to_completion(upscale_volume(vol, up, 2.0, plane=2, batch=batch))
             seconds = CLOCK() - t0
             rows.append({"model": "new_carn", "scale": 2.0, "volume": "256x256x176 (synthetic)",
                          "output": "x".join(map(str, out.shape)), "backend": backend, "batch": batch,
-                         "threads": threads, "seconds": round(seconds, 2),
+                         "workers": up.stack_workers(176), "threads": threads, "seconds": round(seconds, 2),
                          "slices_per_s": round(176 / seconds, 1),
                          "weights": "trained" if trained else "untrained"})
-            print(f"# volume {backend} batch {batch}: {seconds:.2f} s", file=sys.stderr)
+            print(f"# volume {backend} batch {batch} workers {rows[-1]['workers']}: {seconds:.2f} s",
+                  file=sys.stderr)
     return rows
 
 
@@ -209,7 +218,7 @@ def main() -> int:
     ap.add_argument("--repeat", type=int, default=7)
     ap.add_argument("--models", default="all")
     ap.add_argument("--volume", action="store_true", help="also time a whole-volume New CARN x2 run")
-    ap.add_argument("--batches", default="1,4,8,16", help="batch sizes of the fast volume run")
+    ap.add_argument("--batches", default="1,4", help="batch sizes of the fast volume run, side by side")
     ap.add_argument("--malloc", choices=("retain", "default"), default="retain")
     ap.add_argument("--clock", choices=("wall", "cpu"), default="wall",
                     help="cpu: process CPU time, a steadier estimate of an idle core's time with --threads 1 "
@@ -219,9 +228,13 @@ def main() -> int:
     CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
     torch.set_num_threads(args.threads)
     retained = retain_freed_memory() if args.malloc == "retain" else False
-    peak = matmul_peak_gflops()
+    peak = [matmul_peak_gflops()]
     names = model_names() if args.models == "all" else args.models.split(",")
     rows = bench_models(names, args.repeat, peak)
+    peak = max(peak[0], matmul_peak_gflops())
+    for r in rows:
+        if "gflops" in r:
+            r["pct_peak"] = round(100 * r["gflops"] / peak, 1)
     volume = bench_volume([int(b) for b in args.batches.split(",")], args.threads) if args.volume else []
     result = {
         "cpu": platform.processor() or platform.machine(),
@@ -249,8 +262,8 @@ def main() -> int:
               f"{r['macs_g']:6.2f} {r['ms']:8.2f} {r['gflops']:7.1f} {r['pct_peak']:6.1f} "
               f"{r['speedup']:7.2f} {r['max_abs_diff']:8.1e}")
     for r in volume:
-        print(f"volume new_carn x2 256x256x176 {r['backend']:5s} batch {r['batch']:3d}: {r['seconds']:.2f} s "
-              f"({r['slices_per_s']} slices/s)")
+        print(f"volume new_carn x2 256x256x176 {r['backend']:5s} batch {r['batch']:2d} "
+              f"workers {r['workers']}: {r['seconds']:.2f} s ({r['slices_per_s']} slices/s)")
     return 0
 
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from engine.errors import Cancelled, MedSRError
+from engine.fast.allocator import retain_freed_memory
 
 EXIT_USAGE = 2
 
@@ -180,6 +181,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         warnings.simplefilter("ignore")
         for handler in logging.getLogger().handlers:
             handler.addFilter(lambda r: r.name.partition(".")[0] in ("engine", "training"))
+    retain_freed_memory()  # large activations stay mapped between slices (see engine.fast.allocator)
     return _guarded(lambda: args.func(args), verbose=args.verbose)
 
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Generator, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -228,13 +230,52 @@ class Upscaler:
         batch = batch or self.default_batch(h, w)
         oh, ow = output_size(h, w, scale)
         out = np.empty((n, oh, ow), dtype=np.float32)
-        for i in range(0, n, batch):
-            if cancel is not None and cancel():
-                raise Cancelled()
+        label = f"{self.name} x{scale:g}"
+
+        def run(i: int) -> np.ndarray:
             x = torch.from_numpy(norm.forward(stack[i : i + batch]))[:, None]
-            out[i : i + batch] = norm.inverse(self.run_normalized(x, scale)[:, 0].numpy())
-            yield Progress(min(n, i + batch), n, f"{self.name} x{scale:g}")
+            return norm.inverse(self.run_normalized(x, scale)[:, 0].numpy())
+
+        starts = list(range(0, n, batch))
+        workers = self.stack_workers(len(starts))
+        if workers <= 1:
+            for i in starts:
+                if cancel is not None and cancel():
+                    raise Cancelled()
+                out[i : i + batch] = run(i)
+                yield Progress(min(n, i + batch), n, label)
+        else:
+            yield from self._iter_parallel(run, starts, batch, n, out, workers, label, cancel)
         yield out
+
+    def stack_workers(self, batches: int) -> int:
+        """Batches run side by side on the CPU, one intra-op thread each: small-op networks (the CARN
+        family) use two cores far better that way than with two threads per op (New CARN x2, 256^2
+        slices: 2.5-5x the throughput on the development CPU under load). 1 on a GPU."""
+        if self.device.type != "cpu":
+            return 1
+        return max(1, min(torch.get_num_threads(), batches))
+
+    def _iter_parallel(self, run, starts, batch, n, out, workers, label, cancel) -> Iterator[Progress]:
+        """``workers`` batches in flight, results and Progress in order. torch's thread count is per OS
+        thread (workers set 1), but threads created meanwhile inherit the last setting: restored after."""
+        threads = torch.get_num_threads()
+        pool = ThreadPoolExecutor(workers, initializer=torch.set_num_threads, initargs=(1,))
+        try:
+            pending: deque = deque()
+            queued = 0
+            while queued < len(starts) or pending:
+                if cancel is not None and cancel():
+                    raise Cancelled()
+                while queued < len(starts) and len(pending) < workers:
+                    pending.append((starts[queued], pool.submit(run, starts[queued])))
+                    queued += 1
+                i, future = pending.popleft()
+                out[i : i + batch] = future.result()
+                yield Progress(min(n, i + batch), n, label)
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+            torch.set_num_threads(threads)
 
     def default_batch(self, h: int, w: int) -> int:
         """Slices per forward pass. On the CPU a 256^2 slice already amortises every op, and batches

@@ -70,6 +70,17 @@ class EncodedSlice:
         return self.maps.nbytes + self.image.nbytes
 
 
+def range_source(scale: float, sr_range: tuple[float, float]) -> tuple[Source, str]:
+    """What ``render`` returns at ``scale`` for a network trained on ``sr_range``, and the note that says
+    so (empty inside the range): a viewer can label a view before its SR is ready."""
+    lo, hi = sr_range
+    if scale < lo - 1e-9:
+        return "bicubic", f"below trained range ({lo:g}-{hi:g}): bicubic x{scale:.3g}"
+    if scale <= hi + 1e-9:
+        return "sr", ""
+    return "sr+bicubic", f"beyond trained range: SR x{hi:g} + bicubic x{scale / hi:.3g}"
+
+
 def clip_box(box: Box, size: tuple[int, int]) -> Box | None:
     """``box`` intersected with an output of ``size`` (H, W); None when nothing of it is visible."""
     y0, x0, y1, x1 = max(0, box[0]), max(0, box[1]), min(size[0], box[2]), min(size[1], box[3])
@@ -173,13 +184,12 @@ class ZoomEngine:
         h, w = entry.shape
         size = output_size(h, w, scale)
         box = _check_box(box, size, scale)
-        lo, hi = self.sr_range
-        if scale < lo - 1e-9:
-            image = _bicubic_region(entry.image, size, box)
-            return ZoomResult(image, scale, box, "bicubic",
-                              f"below trained range ({lo:g}-{hi:g}): bicubic x{scale:.3g}")
+        hi = self.sr_range[1]
+        source, note = range_source(scale, self.sr_range)
+        if source == "bicubic":
+            return ZoomResult(_bicubic_region(entry.image, size, box), scale, box, source, note)
         with torch.inference_mode():
-            if scale <= hi + 1e-9:
+            if source == "sr":
                 sr = self.net.decode(entry.maps, scale, box, method)
                 return ZoomResult(self._original_units(sr, entry), scale, box, "sr")
             # Beyond the trained range: SR at the top of the range, then bicubic the rest of the way,
@@ -192,11 +202,12 @@ class ZoomEngine:
             sr = self.net.decode(entry.maps, hi, (r0, c0, r1, c1), method)
             rows, cols = wy.matrix[box[0]:box[2], r0:r1], wx.matrix[box[1]:box[3], c0:c1]
             up = torch.matmul(torch.matmul(rows, sr), cols.t())
-        note = f"beyond trained range: SR x{hi:g} + bicubic x{scale / hi:.3g}"
-        return ZoomResult(self._original_units(up, entry), scale, box, "sr+bicubic", note)
+        return ZoomResult(self._original_units(up, entry), scale, box, source, note)
 
-    def placeholder(self, image: np.ndarray, scale: float, box: Box) -> ZoomResult:
-        """Bicubic of the region ``box`` of ``image`` (original units) at ``scale``, until SR is ready."""
+    @staticmethod
+    def placeholder(image: np.ndarray, scale: float, box: Box) -> ZoomResult:
+        """Bicubic of the region ``box`` of ``image`` (original units) at ``scale``, until SR is ready
+        (needs no encoded slice: a viewer shows it before the first encode is done)."""
         image = np.asarray(image, dtype=np.float32)
         scale = _check_scale(scale)
         size = output_size(image.shape[0], image.shape[1], scale)

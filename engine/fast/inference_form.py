@@ -7,17 +7,19 @@ left alone (weights are trained against them). The rewrites, each exact up to fl
 - ReLU / LeakyReLU in place where their input is a fresh convolution output; single-slope PReLU as
   LeakyReLU; residual blocks adding their skip in place (no multiply by a residual scale of 1);
 - CARN's anchored regression mixed with one multiply-add per anchor into the output, instead of a
-  (m x d' x h x w) product tensor and a sum over it (2-4x faster at 256^2);
+  (m x d' x h x w) product tensor and a sum over it (1.2x at 256^2; 2-4x when glibc returns freed
+  memory to the kernel, see ``engine.fast.allocator``), New CARN's 1x1 regressors as one GEMM;
 - the bicubic skip of fixed-scale networks as banded matrix products (``engine.fast.resample``), and
   pixel shuffles as one permuting copy in the tensor's own layout;
 - Meta-SRGAN's upscale through ``engine.fast.meta_upscale`` (per-slice maps, no per-pixel kernels);
-- channels_last memory layout where the convolutions are wide enough to gain from it: rule below.
+- channels_last memory layout by the rule below.
 
 Layout rule (measured with bench/models.py on the development CPU, both layouts of every network):
-oneDNN's channels_last kernels win for every network here (1.1-1.9x: EDSR, SRResNet/SRGAN, WDSR, VDSR,
-SRCNN, FMEN with 32 channels) except the CARN family, whose 8-channel convolutions, 1x1 regressors
-and softmax/mixing over channel slices run 0.7-0.9x as fast in channels_last: so channels_last unless
-the network has anchored regressions.
+oneDNN's channels_last kernels win for every network here (1.1-2x: EDSR, SRResNet/SRGAN, WDSR, VDSR,
+SRCNN, SRCNN-CT, FMEN with 32 channels) except the CARN family: its eager form runs 0.55-0.85x as fast
+in channels_last, and its fast form is a tie within the noise of a loaded machine (8-channel
+convolutions, 1x1 regressors, softmax and mixing over channel slices). So channels_last unless the
+network has anchored regressions.
 """
 
 from __future__ import annotations

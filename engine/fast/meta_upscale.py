@@ -29,6 +29,7 @@ Both equal ``MetaSRGAN.decode`` up to float32 summation order (tests: within 1e-
 from __future__ import annotations
 
 import math
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -176,6 +177,7 @@ class FastMetaUpscale:
         self.hidden = hidden
         self._typed_weights: tuple | None = None
         self._tables: OrderedDict[tuple, tuple[_Axis, _Axis]] = OrderedDict()
+        self._lock = threading.Lock()  # the viewer may decode from several worker threads
 
     @property
     def n_mixed(self) -> int:
@@ -314,15 +316,17 @@ class FastMetaUpscale:
 
     def _box_axes(self, h: int, w: int, scale: float, box: tuple[int, int, int, int]) -> tuple[_Axis, _Axis]:
         key = (h, w, scale)
-        full = self._tables.get(key)
+        with self._lock:
+            full = self._tables.get(key)
+            if full is not None:
+                self._tables.move_to_end(key)
         if full is None:
             size = output_size(h, w, scale)
             full = (_axis(h, size[0], 0, size[0]), _axis(w, size[1], 0, size[1]))
-            self._tables[key] = full
-            while len(self._tables) > _SCALE_TABLES:
-                self._tables.popitem(last=False)
-        else:
-            self._tables.move_to_end(key)
+            with self._lock:
+                self._tables[key] = full
+                while len(self._tables) > _SCALE_TABLES:
+                    self._tables.popitem(last=False)
         y0, x0, y1, x1 = box
         return _slice(full[0], y0, y1), _slice(full[1], x0, x1)
 

@@ -10,6 +10,7 @@ summation order. Matrices depend only on the sizes and are cached.
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from dataclasses import dataclass
 
@@ -49,17 +50,22 @@ def _axis_weights(in_size: int, out_size: int, like: torch.Tensor) -> _AxisWeigh
 
 
 _TABLES: OrderedDict[tuple, _AxisWeights] = OrderedDict()
+_TABLES_LOCK = threading.Lock()
 
 
 def axis_weights(in_size: int, out_size: int, like: torch.Tensor) -> _AxisWeights:
+    """The (cached) bicubic weights of one axis, in ``like``'s dtype and device."""
     key = (in_size, out_size, like.dtype, like.device)
-    hit = _TABLES.get(key)
-    if hit is None:
-        hit = _TABLES[key] = _axis_weights(in_size, out_size, like)
+    with _TABLES_LOCK:
+        hit = _TABLES.get(key)
+        if hit is not None:
+            _TABLES.move_to_end(key)
+            return hit
+    hit = _axis_weights(in_size, out_size, like)
+    with _TABLES_LOCK:
+        _TABLES[key] = hit
         while len(_TABLES) > _CACHE:
             _TABLES.popitem(last=False)
-    else:
-        _TABLES.move_to_end(key)
     return hit
 
 

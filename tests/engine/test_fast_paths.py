@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 import torch
 from torch import nn
 
+from engine.errors import Cancelled
 from engine.fast.allocator import retain_freed_memory
 from engine.fast.inference_form import (
     FastMetaSRGAN,
@@ -132,6 +135,37 @@ def test_upscaler_fast_equals_reference_through_tiles(tmp_path, name, scale):
     img = np.random.default_rng(0).random((50, 61), dtype=np.float32) * 1000 - 500
     expected = eager.upscale_slice(img, scale)
     np.testing.assert_allclose(fast.upscale_slice(img, scale), expected, atol=TOL * 1000)
+
+
+def test_stack_batches_side_by_side_equal_one_by_one(tmp_path, monkeypatch):
+    """Two CPU workers with one thread each: same result, Progress in order, cancel honoured, and
+    torch's thread count (also the one new threads inherit) restored afterwards."""
+    model = randomise(build_model("new_carn", 2, blocks=2))
+    path = tmp_path / "new_carn.safetensors"
+    save_weights(model, path, arch="new_carn", args={"blocks": 2}, scale=2.0)
+    up = Upscaler.load("new_carn", 2, weights=path, device="cpu")
+    stack = np.random.default_rng(1).random((7, 20, 24), dtype=np.float32) * 100
+    torch.set_num_threads(2)
+    try:
+        assert up.stack_workers(4) == 2
+        items = list(up.iter_stack(stack, 2, batch=2))
+        assert [p.done for p in items[:-1]] == [2, 4, 6, 7]
+        with monkeypatch.context() as m:
+            m.setattr(up, "stack_workers", lambda _batches: 1)
+            one_by_one = up.upscale_stack(stack, 2, batch=2)
+        np.testing.assert_array_equal(items[-1], one_by_one)
+        calls = iter(range(100))
+        with pytest.raises(Cancelled):
+            for _ in up.iter_stack(stack, 2, batch=2, cancel=lambda: next(calls) >= 2):
+                pass
+        assert torch.get_num_threads() == 2
+        seen = []
+        thread = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+        thread.start()
+        thread.join()
+        assert seen == [2]
+    finally:
+        torch.set_num_threads(1)
 
 
 # --- Meta-Upscale ----------------------------------------------------------------------------------
