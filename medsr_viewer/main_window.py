@@ -30,6 +30,7 @@ from medsr_viewer.comparison import ComparisonController
 from medsr_viewer.controls import ControlsBar
 from medsr_viewer.disagreement_panel import DisagreementView
 from medsr_viewer.exporting import ExportRequest, export_job, labelled_grab, save_png
+from medsr_viewer.gui_gc import collect_on_gui_thread
 from medsr_viewer.inspector import Inspector
 from medsr_viewer.loading import SeriesChoice, SeriesChooser, VolumeLoader
 from medsr_viewer.logging_setup import UNEXPECTED_TITLE, error_relay, unexpected_error_text
@@ -62,6 +63,7 @@ class MainWindow(QMainWindow):
 
     def __init__(self, settings: Settings | None = None, *, dialogs: bool = True, curves: bool = True):
         super().__init__()
+        collect_on_gui_thread()  # before any worker thread can run Python's collector on Qt objects
         self.t_created = time.perf_counter()
         self.settings = settings or Settings()
         self.dialogs = dialogs  # tests turn modal dialogs off and listen to the signals instead
