@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -74,7 +75,9 @@ def save_weights(
     }
     path = Path(path)
     with replace_file_atomically(path) as tmp:
+        mode = tmp.stat().st_mode  # the user's umask; safetensors would leave the file owner-only (0600)
         save_file(tensors, str(tmp), metadata=meta)
+        os.chmod(tmp, mode)
     return digest
 
 

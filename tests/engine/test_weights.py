@@ -1,4 +1,5 @@
 import json
+import os
 
 import pytest
 import torch
@@ -28,6 +29,13 @@ def test_round_trip_rebuilds_the_network_alone(weights_file):
     with torch.no_grad():
         torch.testing.assert_close(loaded.model(x), model(x))
     assert loaded.card["sha256"] == loaded.sha256 and loaded.card["data"] == ["x"]
+
+
+def test_weights_files_get_the_users_permissions_not_owner_only(weights_file):
+    _, path = weights_file
+    old = os.umask(0o022)
+    os.umask(old)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~old  # shareable like any file the user writes
 
 
 def test_tampered_tensor_is_refused(weights_file, tmp_path):
