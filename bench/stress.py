@@ -2,7 +2,7 @@
 stale frames or growing in memory?
 
 Drives the window as a hurried user would, with no pause between events: mouse-wheel events sent to
-the panels (slices), slider moves, Ctrl+wheel and key zooms, plane changes, model and scale changes,
+the panels (slices), slider moves, wheel and key zooms, plane changes, model and scale changes,
 the model-disagreement map switched on and off, and volumes opened again and again (each open
 replaces, so closes, the previous volume; every other open is cancelled by a second one at once).
 
@@ -168,8 +168,9 @@ def open_volume(app, win, path: Path, cancel_with: Path | None = None) -> None:
         raise AssertionError(f"opened {loaded[-1].volume.source}, expected {path}")
 
 
-def _wheel(win, rng: random.Random, ctrl: bool) -> None:
-    """A real QWheelEvent on a random panel's viewport (Ctrl: zoom, else: one slice)."""
+def _wheel(win, rng: random.Random, zoom: bool) -> None:
+    """A real QWheelEvent on a random panel's viewport that zooms or steps one slice, with or without
+    Ctrl as the window's "Mouse wheel zooms" preference says."""
     from PySide6.QtCore import QPoint, QPointF, Qt
     from PySide6.QtGui import QWheelEvent
     from PySide6.QtWidgets import QApplication
@@ -177,6 +178,7 @@ def _wheel(win, rng: random.Random, ctrl: bool) -> None:
     panels = [p for p in win.workspace.all_panels() if p.isVisible()] or [win.workspace.panels["sr"]]
     viewport = rng.choice(panels).canvas.viewport()
     pos = QPointF(viewport.width() / 2, viewport.height() / 2)
+    ctrl = zoom != win.act_wheel_zooms.isChecked()
     mods = Qt.KeyboardModifier.ControlModifier if ctrl else Qt.KeyboardModifier.NoModifier
     delta = rng.choice((120, -120))
     event = QWheelEvent(
@@ -265,14 +267,14 @@ def run_stress(
         r = rng.random()
         s = win.state
         if r < 0.40:
-            _wheel(win, rng, ctrl=False)
+            _wheel(win, rng, zoom=False)
             kinds["wheel (slice)"] += 1
         elif r < 0.55:
             win.workspace.slider.setValue(rng.randrange(max(s.n_slices, 1)))
             kinds["slider"] += 1
         elif r < 0.70:
-            _wheel(win, rng, ctrl=True)
-            kinds["ctrl+wheel (zoom)"] += 1
+            _wheel(win, rng, zoom=True)
+            kinds["wheel (zoom)"] += 1
         elif r < 0.82:
             link = win.workspace.link
             link.set_zoom(link.zoom * rng.choice((1.25, 0.8)))

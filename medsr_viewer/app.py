@@ -1,7 +1,8 @@
 """Start-up: ``medsr-viewer [PATH] [--model M --scale S ...] [--screenshot OUT.png]``.
 
 With no path the bundled sample opens. ``--screenshot`` renders the window offscreen once the first
-SR result is shown, writes the PNG and exits (0; 2 with one line on stderr for a bad file or option).
+SR result is shown (with ``--zoom`` and meta_srgan, once the SR panel shows the visible region at the
+display scale), writes the PNG and exits (0; 2 with one line on stderr for a bad file or option).
 """
 
 from __future__ import annotations
@@ -39,7 +40,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--crosshair", metavar="I,J,K", help="put the crosshair on this voxel (and show its slice)"
     )
-    p.add_argument("--zoom", type=float, help="magnification relative to fitting the slice (e.g. 2)")
+    p.add_argument(
+        "--zoom",
+        type=float,
+        help="magnification relative to fitting the slice (e.g. 2; centred on --crosshair if given)",
+    )
     p.add_argument(
         "--screenshot", metavar="OUT.png", help="render offscreen after the first SR result, save, exit"
     )
@@ -87,11 +92,14 @@ def run(argv: list[str]) -> int:
         return _fail(message)
 
     from engine.devices import available_devices
+    from engine.fast.allocator import retain_freed_memory
     from engine.models import get_card, model_names
     from engine.resources import sample_volume_path
     from medsr_viewer.settings import APPLICATION, ORGANISATION, Settings
     from medsr_viewer.state import AXIS_BY_NAME
     from medsr_viewer.theme import apply_theme
+
+    retain_freed_memory()  # each slice's large activations stay mapped instead of page-faulting again
 
     if args.model is not None and args.model not in model_names():
         return fail(f"unknown model {args.model!r}; known: {', '.join(model_names())}")
@@ -210,7 +218,7 @@ def _arm_screenshot(app, win, out: Path, wait_metrics: bool, outcome: dict) -> N
     """Save ``out`` once the first SR result (and, if asked, the metric curves) is on screen; then quit."""
     from PySide6.QtCore import QTimer
 
-    done = {"sr": False, "curves": not wait_metrics, "saved": False}
+    done = {"sr": False, "curves": not wait_metrics, "saved": False, "zoom_failed": False}
 
     def save() -> None:
         if done["saved"]:
@@ -225,9 +233,18 @@ def _arm_screenshot(app, win, out: Path, wait_metrics: bool, outcome: dict) -> N
         win.close()
         app.quit()
 
+    zoom = win.workspace.zoom_sr
+
     def maybe_save() -> None:
-        if done["sr"] and done["curves"]:
-            QTimer.singleShot(300, save)  # let the error maps, histogram and metrics repaint
+        if not (done["sr"] and done["curves"]):
+            return
+        if zoom.active and zoom.shown_view != zoom.view and not done["zoom_failed"]:
+            return  # zoomed with meta_srgan: wait for the SR of the visible region (zoom.srShown)
+        QTimer.singleShot(300, save)  # let the error maps, histogram and metrics repaint
+
+    def zoom_failed(_message: str) -> None:
+        done["zoom_failed"] = True
+        maybe_save()
 
     def sr_shown(_result) -> None:
         done["sr"] = True
@@ -261,6 +278,8 @@ def _arm_screenshot(app, win, out: Path, wait_metrics: bool, outcome: dict) -> N
         win.open_path(choice.path, choice.series[0].uid)
 
     win.srShown.connect(sr_shown)
+    zoom.srShown.connect(lambda _result: maybe_save())
+    zoom.failed.connect(zoom_failed)
     win.controller.curvesFinished.connect(curves_finished)
     win.errorReported.connect(failed)
     win.controller.sliceFailed.connect(slice_failed)

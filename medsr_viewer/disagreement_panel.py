@@ -32,12 +32,12 @@ from engine.models import get_card
 from medsr_viewer.comparison import ComparisonController
 from medsr_viewer.model_cache import BICUBIC, ModelCache
 from medsr_viewer.model_cards import has_weights, picker_names
-from medsr_viewer.panels import SlicePanel
+from medsr_viewer.panels import SlicePanel, two_line
 from medsr_viewer.pipeline import Layer, prepare_inputs, shared_error_max
 from medsr_viewer.slicing import EDGE_LETTERS, SliceGeometry, display_slice
 from medsr_viewer.state import SIMULATE, LoadedVolume, ViewerState
 from medsr_viewer.workers import CancelToken, LatestRequest, WorkerPool
-from medsr_viewer.workspace import Workspace, two_line, unit_of
+from medsr_viewer.workspace import Workspace, unit_of
 
 MAX_NETWORKS = 4  # the default set: each network costs one SR of the slice
 DEBOUNCE_MS = 150  # while scrolling, wait for the slice to settle before running several networks

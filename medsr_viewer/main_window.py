@@ -218,6 +218,16 @@ class MainWindow(QMainWindow):
             )
         )
         v.addAction(self._action("Fit slices to panels", self.state.reset_view, "R"))
+        self.act_wheel_zooms = self._action(
+            "Mouse wheel zooms",
+            lambda: self.set_wheel_zooms(self.act_wheel_zooms.isChecked()),
+            tip="Checked: the wheel zooms around the cursor and Ctrl+wheel steps slices; "
+            "unchecked: the other way round. Page Up/Down and the slider always step slices.",
+        )
+        self.act_wheel_zooms.setCheckable(True)
+        self.act_wheel_zooms.setChecked(self.settings.wheel_zooms)
+        self.workspace.set_wheel_zooms(self.settings.wheel_zooms)
+        v.addAction(self.act_wheel_zooms)
         v.addAction(self._action("Clear crosshair", lambda: setattr(self.state, "cursor", None), "Esc"))
         v.addSeparator()
         self.act_disagreement = self._action(
@@ -600,12 +610,25 @@ class MainWindow(QMainWindow):
         if name:
             self.use_weights(name)
 
+    def set_wheel_zooms(self, on: bool) -> None:
+        """What the plain mouse wheel does (a preference kept between sessions): zoom, or step slices."""
+        self.settings.wheel_zooms = on
+        self.act_wheel_zooms.setChecked(on)
+        self.workspace.set_wheel_zooms(on)
+
     # --- help ------------------------------------------------------------------------------------
     def show_help(self) -> None:
+        wheel = (
+            "Wheel: zoom around the cursor · Ctrl+wheel: slices"
+            if self.settings.wheel_zooms
+            else "Wheel: slices · Ctrl+wheel: zoom around the cursor"
+        )
         text = (
             "<b>Mouse</b><br>Left click/drag: crosshair (value in every panel)<br>Right-drag: window/level"
-            "<br>Wheel: slices · Ctrl+wheel: zoom · Middle- or Shift-drag: pan<br>Click the per-slice plot: "
-            "go to that slice<br><br><b>Keys</b><br>PgUp/PgDown, ↑/↓: slice · Home/End: first/last<br>"
+            f"<br>{wheel} (View › Mouse wheel zooms swaps them)<br>Middle- or Shift-drag: pan"
+            "<br>Zoomed with meta_srgan, the SR panel is re-rendered at the display scale"
+            "<br>Click the per-slice plot: go to that slice<br><br><b>Keys</b><br>"
+            "PgUp/PgDown, ↑/↓: slice · Home/End: first/last<br>"
             "1/2/3: axial/coronal/sagittal · M: Simulate/Enhance<br>+/−: zoom · R: fit · Esc: clear crosshair"
             "<br>Ctrl+O / Ctrl+Shift+O: open file/folder · Ctrl+E: export PNG"
             "<br>Ctrl+Shift+E: export SR volume"
@@ -684,6 +707,7 @@ class MainWindow(QMainWindow):
         if self._export_worker is not None:
             self._export_worker.cancel()
         self.controller.shutdown()
+        self.workspace.zoom_sr.shutdown()
         self.disagreement.shutdown()
         self.training_dock.shutdown()
         self.io_pool.wait(5000)

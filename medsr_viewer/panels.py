@@ -4,17 +4,18 @@ orientation letters and a millimetre scale bar; and the link that keeps their pa
 Scene coordinates are millimetres (x right, y down from the slice's top-left corner), so images of
 different pixel counts (LR, HR, SR) covering the same anatomy overlay exactly and the scale bar is
 true to size. Mouse: left = crosshair, right-drag = window/level, middle- or shift-drag = pan,
-wheel = slices, ctrl+wheel = zoom.
+wheel = zoom around the cursor and ctrl+wheel = slices, or the other way round (a preference).
 """
 
 from __future__ import annotations
 
+import html
 import math
 from collections.abc import Callable
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtCore import QPointF, QRectF, Qt, Signal
+from PySide6.QtCore import QPointF, QRect, QRectF, Qt, Signal
 from PySide6.QtGui import QColor, QFont, QPainter, QPen
 from PySide6.QtWidgets import QFrame, QGraphicsView, QLabel, QSizePolicy, QVBoxLayout, QWidget
 
@@ -24,6 +25,7 @@ from medsr_viewer.slicing import pixel_at
 CROSSHAIR_PEN = pg.mkPen(QColor(255, 220, 0, 150), width=1, style=Qt.PenStyle.DashLine)
 OVERLAY_COLOR = QColor(255, 230, 120)
 BANNER_STYLE = "color: #ffffff; background: #8f2d1f; padding: 2px 6px; font-weight: bold;"
+WARNING_BACKGROUND = QColor(143, 45, 31, 230)  # the banner's red, painted over the image
 
 
 class SliceViewBox(pg.ViewBox):
@@ -37,10 +39,15 @@ class SliceViewBox(pg.ViewBox):
     def __init__(self) -> None:
         super().__init__(invertY=True, lockAspect=True, enableMenu=False)
         self.setMouseMode(pg.ViewBox.PanMode)
+        self.wheel_zooms = True  # plain wheel zooms (ctrl+wheel steps slices); False: the other way round
+        # The transform follows the range at once: pyqtgraph defers it to the paint, where changing it
+        # schedules a second paint of the whole view for every zoom or pan step.
+        self.sigRangeChanged.connect(lambda *_: self.updateMatrix())
 
     def wheelEvent(self, ev, axis=None):  # noqa: N802 (Qt naming)
-        if ev.modifiers() & Qt.KeyboardModifier.ControlModifier:
-            super().wheelEvent(ev, axis)
+        ctrl = bool(ev.modifiers() & Qt.KeyboardModifier.ControlModifier)
+        if ctrl != self.wheel_zooms:
+            super().wheelEvent(ev, axis)  # pyqtgraph zooms around the point under the cursor
             self.userZoomed.emit()
             return
         delta = ev.delta()
@@ -73,7 +80,10 @@ class SliceViewBox(pg.ViewBox):
 
 
 class SliceCanvas(pg.GraphicsView):
-    """The graphics view of one panel; paints orientation letters and a scale bar over the image."""
+    """The graphics view of one panel; paints orientation letters, a scale bar and a warning strip
+    over the image (drawn, not a widget: showing it must not resize the view it warns about)."""
+
+    painted = Signal()  # after each repaint of the view (benchmarks time frames with it)
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent, background="k")
@@ -84,6 +94,11 @@ class SliceCanvas(pg.GraphicsView):
         self.letters: tuple[str, str, str, str] | None = None
         self.show_scale_bar = True
         self.hint = ""  # centred text while there is nothing to show yet
+        self.warning = ""  # red strip under the top edge: what the image is, when it is not what it seems
+
+    def paintEvent(self, ev) -> None:  # noqa: N802
+        super().paintEvent(ev)
+        self.painted.emit()
 
     def mm_per_pixel(self) -> float | None:
         (x0, x1), _ = self.vb.viewRange()
@@ -111,7 +126,19 @@ class SliceCanvas(pg.GraphicsView):
         mmpp = self.mm_per_pixel()
         if self.show_scale_bar and mmpp and not self.hint:
             self._draw_scale_bar(painter, vp, mmpp)
+        if self.warning:
+            self._draw_warning(painter, vp, self.warning)
         painter.restore()
+
+    @staticmethod
+    def _draw_warning(painter: QPainter, vp, text: str) -> None:
+        flags = Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignVCenter | Qt.TextFlag.TextWordWrap
+        width = vp.width() - 16
+        box = painter.boundingRect(QRect(0, 0, width, vp.height()), flags, f"⚠ {text}")
+        strip = QRect(vp.left() + 8, vp.top() + 22, width, box.height() + 6)  # below the top letter
+        painter.fillRect(strip, WARNING_BACKGROUND)
+        painter.setPen(QColor(255, 255, 255))
+        painter.drawText(strip, flags, f"⚠ {text}")
 
     @staticmethod
     def _draw_scale_bar(painter: QPainter, vp, mm_per_px: float) -> None:
@@ -242,6 +269,12 @@ class SlicePanel(QFrame):
     def set_levels(self, low: float, high: float) -> None:
         self.image.setLevels((low, high))
 
+    def set_warning(self, text: str) -> None:
+        """A warning painted over the top of the image (empty: none)."""
+        if text != self.canvas.warning:
+            self.canvas.warning = text
+            self.canvas.viewport().update()
+
     def value_at(self, x_mm: float, y_mm: float) -> float | None:
         if self.layer is None:
             return None
@@ -266,6 +299,11 @@ class SlicePanel(QFrame):
             return
         unit = f" {self.unit}" if self.unit else ""
         self.footer.setText(f"{self.value_prefix}{format_value(value)}{unit}{extra}")
+
+
+def two_line(title: str, detail: str) -> str:
+    """Panel title: bold first line, dimmer second line (every panel has two, so rows align)."""
+    return f"<b>{html.escape(title)}</b><br><span style='color:#9aa0a6'>{html.escape(detail)}</span>"
 
 
 def format_value(v: float) -> str:
@@ -320,6 +358,16 @@ class ViewLink:
         if self._on_zoom:
             self._on_zoom(self.zoom)
 
+    def zoom_of(self, vb: SliceViewBox) -> float | None:
+        """Magnification ``vb`` shows now, relative to fitting the slice (None before it has a size).
+
+        Read from the view itself: while the wheel zooms one view, ``zoom`` is updated after it."""
+        fit = self._fit_mm_per_px(vb)
+        (x0, x1), _ = vb.viewRange()
+        if fit is None or x1 <= x0:
+            return None
+        return fit / ((x1 - x0) / vb.width())
+
     def _fit_mm_per_px(self, vb: SliceViewBox) -> float | None:
         w, h = vb.width(), vb.height()
         if w < 2 or h < 2:
@@ -329,12 +377,11 @@ class ViewLink:
     def _follow(self, source: SliceViewBox) -> None:
         if self._busy:
             return
-        fit = self._fit_mm_per_px(source)
-        (x0, x1), (y0, y1) = source.viewRange()
-        if fit is None or x1 <= x0:
+        zoom = self.zoom_of(source)
+        if zoom is None:
             return
-        current = (x1 - x0) / source.width()
-        self.zoom = fit / current
+        (x0, x1), (y0, y1) = source.viewRange()
+        self.zoom = zoom
         self.centre = ((x0 + x1) / 2, (y0 + y1) / 2)
         for v in self.views:
             if v is not source:

@@ -1,4 +1,5 @@
-"""Persistent preferences (QSettings): last folder, recent files, model, scale, device, mode, layout."""
+"""Persistent preferences (QSettings): last folder, recent files, model, scale, device, mode, what the
+mouse wheel does, layout."""
 
 from __future__ import annotations
 
@@ -67,6 +68,15 @@ class Settings:
 
     def set(self, key: str, value) -> None:
         self.q.setValue(key, value)
+
+    @property
+    def wheel_zooms(self) -> bool:
+        """The mouse wheel zooms (ctrl+wheel steps slices); False: the wheel steps slices."""
+        return str(self.q.value("view/wheel_zooms", "true")).lower() == "true"
+
+    @wheel_zooms.setter
+    def wheel_zooms(self, on: bool) -> None:
+        self.q.setValue("view/wheel_zooms", "true" if on else "false")
 
     # --- window layout -------------------------------------------------------------------------
     def geometry(self) -> QByteArray | None:

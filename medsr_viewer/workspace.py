@@ -4,28 +4,22 @@ plot and the slice slider — all following one ``ViewerState`` and the controll
 
 from __future__ import annotations
 
-import html
-
 import numpy as np
 from PySide6.QtCore import Qt, QTimer, Signal
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QSlider, QSpinBox, QSplitter, QVBoxLayout, QWidget
 
 from medsr_viewer.comparison import ComparisonController
 from medsr_viewer.error_maps import ErrorMapsView
-from medsr_viewer.panels import SlicePanel, ViewLink, format_value
+from medsr_viewer.panels import SlicePanel, ViewLink, format_value, two_line
 from medsr_viewer.pipeline import SliceRequest, SliceResult
 from medsr_viewer.slice_metrics_plot import SliceMetricsPlot
 from medsr_viewer.slicing import EDGE_LETTERS, SliceGeometry
 from medsr_viewer.state import AXIS_NAMES, SIMULATE, LoadedVolume, ViewerState, WindowLevel
+from medsr_viewer.zoom_sr import ZoomSR
 
 IMAGE_KEYS = ("a", "bicubic", "sr", "hr")  # panel "a" shows LR (Simulate) or the input (Enhance)
 STALE_OPACITY = 0.35
 STALE_AFTER_MS = 150  # dim panels only if the new slice takes longer than this (avoids flicker)
-
-
-def two_line(title: str, detail: str) -> str:
-    """Panel title: bold first line, dimmer second line (every panel has two, so rows align)."""
-    return f"<b>{html.escape(title)}</b><br><span style='color:#9aa0a6'>{html.escape(detail)}</span>"
 
 
 def unit_of(loaded: LoadedVolume) -> str:
@@ -114,9 +108,25 @@ class Workspace(QWidget):
         controller.curvesReset.connect(self._curves_reset)
         controller.curvePoints.connect(self.curves.add_points)
         self._mode_changed()
+        # After the workspace's own connections: it re-titles the panels it labels while zoomed.
+        self.zoom_sr = ZoomSR(
+            state, controller, self.panels["sr"], self.panels["bicubic"], self.link, self.restore_titles, self
+        )
 
     def all_panels(self) -> list[SlicePanel]:
         return [*self.panels.values(), *self.errors.panels]
+
+    def set_wheel_zooms(self, on: bool) -> None:
+        """Plain wheel zooms around the cursor (ctrl+wheel steps slices), or the other way round."""
+        for vb in self.link.views:
+            vb.wheel_zooms = bool(on)
+
+    def restore_titles(self) -> None:
+        """Titles of the comparison's own images (after zoom SR titled the panels for the display scale)."""
+        self._titles()
+        last, s = self.last_final, self.state
+        if last is not None and (last.request.model, last.request.scale) == (s.model, s.scale):
+            self._show_sr_label(last)
 
     # --- state events --------------------------------------------------------------------------
     def _volume_changed(self, loaded: LoadedVolume) -> None:

@@ -72,9 +72,10 @@ def link_split(root: Path, dest: Path) -> tuple[Path, Path]:
 if __name__ == "__main__":
     import argparse
 
-    ap = argparse.ArgumentParser(description="Link the train/validation split of the shared data into folders.")
-    ap.add_argument("--root", type=Path, default=Path(__file__).resolve().parents[1].parent / "shared" / "data")
-    ap.add_argument("--dest", type=Path, default=Path(__file__).resolve().parents[1] / "data")
+    repo = Path(__file__).resolve().parents[1]
+    ap = argparse.ArgumentParser(description="Link the subject-wise train/validation split into folders.")
+    ap.add_argument("--root", type=Path, default=repo.parent / "shared" / "data")
+    ap.add_argument("--dest", type=Path, default=repo / "data")
     a = ap.parse_args()
     for folder in link_split(a.root, a.dest):
         print(folder)
