@@ -171,27 +171,14 @@ def open_volume(app, win, path: Path, cancel_with: Path | None = None) -> None:
 def _wheel(win, rng: random.Random, zoom: bool) -> None:
     """A real QWheelEvent on a random panel's viewport that zooms or steps one slice, with or without
     Ctrl as the window's "Mouse wheel zooms" preference says."""
-    from PySide6.QtCore import QPoint, QPointF, Qt
-    from PySide6.QtGui import QWheelEvent
-    from PySide6.QtWidgets import QApplication
+    from PySide6.QtCore import QPoint
+
+    from medsr_viewer.synthetic_input import send_wheel
 
     panels = [p for p in win.workspace.all_panels() if p.isVisible()] or [win.workspace.panels["sr"]]
     viewport = rng.choice(panels).canvas.viewport()
-    pos = QPointF(viewport.width() / 2, viewport.height() / 2)
     ctrl = zoom != win.act_wheel_zooms.isChecked()
-    mods = Qt.KeyboardModifier.ControlModifier if ctrl else Qt.KeyboardModifier.NoModifier
-    delta = rng.choice((120, -120))
-    event = QWheelEvent(
-        pos,
-        QPointF(viewport.mapToGlobal(pos.toPoint())),
-        QPoint(0, 0),
-        QPoint(0, delta),
-        Qt.MouseButton.NoButton,
-        mods,
-        Qt.ScrollPhase.NoScrollPhase,
-        False,
-    )
-    QApplication.sendEvent(viewport, event)
+    send_wheel(viewport, QPoint(viewport.width() // 2, viewport.height() // 2), rng.choice((120, -120)), ctrl)
 
 
 def warm_up(app, win, volumes: list[Path], configs: list[tuple[str, float]], disagreement: bool) -> None:

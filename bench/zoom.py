@@ -123,23 +123,11 @@ class FrameClock:
             self.loop.quit()
 
     def wheel(self, delta: int) -> None:
-        from PySide6.QtCore import QPoint, QPointF, Qt
-        from PySide6.QtGui import QWheelEvent
-        from PySide6.QtWidgets import QApplication
+        from PySide6.QtCore import QPoint
 
-        viewport = self.canvas.viewport()
-        pos = QPoint(*CURSOR)
-        event = QWheelEvent(
-            QPointF(pos),
-            QPointF(viewport.mapToGlobal(pos)),
-            QPoint(0, 0),
-            QPoint(0, delta),
-            Qt.MouseButton.NoButton,
-            Qt.KeyboardModifier.NoModifier,
-            Qt.ScrollPhase.NoScrollPhase,
-            False,
-        )
-        QApplication.sendEvent(viewport, event)
+        from medsr_viewer.synthetic_input import send_wheel
+
+        send_wheel(self.canvas.viewport(), QPoint(*CURSOR), delta)
 
     def step(self, delta: int, wait_sr: bool) -> dict:
         """One wheel event; wait for its SR frame (or, with ``wait_sr`` False, for its first frame)."""

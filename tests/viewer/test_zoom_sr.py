@@ -9,14 +9,13 @@ import threading
 
 import numpy as np
 import pytest
-from PySide6.QtCore import QPoint, QPointF, Qt
-from PySide6.QtGui import QWheelEvent
-from PySide6.QtWidgets import QApplication
+from PySide6.QtCore import QPoint, Qt
 
 from engine.models import build_model
 from engine.weights import save_weights
 from engine.zoom import ZoomEngine
 from medsr_viewer.state import ENHANCE, SIMULATE
+from medsr_viewer.synthetic_input import send_wheel
 from medsr_viewer.zoom_region import display_scale, visible_region
 
 ARGS = {"blocks": 2, "width": 16}  # a small meta_srgan: the same code paths, quick on a CPU
@@ -45,19 +44,7 @@ def _meta_window(qtbot, make_window, wait_sr, cspine, meta_weights, mode=ENHANCE
 
 def wheel(panel, pos: QPoint, delta: int = 120, ctrl: bool = False) -> None:
     """A real wheel event at ``pos`` (viewport pixels) over ``panel``."""
-    viewport = panel.canvas.viewport()
-    mods = Qt.KeyboardModifier.ControlModifier if ctrl else Qt.KeyboardModifier.NoModifier
-    event = QWheelEvent(
-        QPointF(pos),
-        QPointF(viewport.mapToGlobal(pos)),
-        QPoint(0, 0),
-        QPoint(0, delta),
-        Qt.MouseButton.NoButton,
-        mods,
-        Qt.ScrollPhase.NoScrollPhase,
-        False,
-    )
-    QApplication.sendEvent(viewport, event)
+    send_wheel(panel.canvas.viewport(), pos, delta, ctrl)
 
 
 def mm_under(panel, pos: QPoint) -> tuple[float, float]:
