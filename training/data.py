@@ -105,8 +105,9 @@ class SliceBank:
     def n_slices(self) -> int:
         return int(sum(len(p.indices) for p in self.planes))
 
-    def sample_hr(self, rng: np.random.Generator, n: int, size: int) -> np.ndarray:
-        """``n`` random HR patches of ``size`` x ``size`` with random flips and 90-degree rotations."""
+    def sample_hr(self, rng: np.random.Generator, n: int, size: int, augment: bool = True) -> np.ndarray:
+        """``n`` random HR patches of ``size`` x ``size``, with random flips and 90-degree rotations
+        unless ``augment`` is False (each plane then keeps the canonical orientation it is shown in)."""
         out = np.empty((n, size, size), dtype=np.float32)
         choice = rng.choice(len(self.planes), size=n, p=self.plane_weights)
         for b, pi in enumerate(choice):
@@ -117,6 +118,9 @@ class SliceBank:
             py = rng.integers(y0, max(y0, y1 - size) + 1)
             px = rng.integers(x0, max(x0, x1 - size) + 1)
             patch = img[py : py + size, px : px + size]
+            if not augment:
+                out[b] = patch
+                continue
             if rng.random() < 0.5:
                 patch = patch[::-1]
             if rng.random() < 0.5:

@@ -61,7 +61,8 @@ def train_feature_net(
     net = FeatureNet()
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     for step in range(1, steps + 1):
-        x = torch.from_numpy(bank.sample_hr(rng, batch, patch))[:, None]
+        # Unaugmented patches: the bank's own random flips/rotations would make the label noise.
+        x = torch.from_numpy(bank.sample_hr(rng, batch, patch, augment=False))[:, None]
         ks = torch.from_numpy(rng.integers(0, 8, size=batch))
         x = torch.cat([dihedral(x[i : i + 1], int(k)) for i, k in enumerate(ks)])
         loss = F.cross_entropy(net.classify(x), ks)

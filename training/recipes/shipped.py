@@ -52,31 +52,54 @@ def shipped(arch: str, scale: float | None) -> Path:
     return shipped_weights_dir() / f"{name}.safetensors"
 
 
-def fixed_scale(arch: str, x2_minutes: float, other_minutes: float, **kw) -> list[Recipe]:
-    """x2 from scratch on 64px HR patches; x3/x4 fine-tuned from x2 on 96px patches (LR 32/24 px)."""
+def fixed_scale(arch: str, x2_minutes: float, other_minutes: float, x2_init: Path | None = None,
+                **kw) -> list[Recipe]:
+    """x2 on 64px HR patches; x3/x4 fine-tuned from x2 on 96px patches (LR 32/24 px).
+
+    ``x2_init``: the x3/x4 runs start from this file instead of the shipped x2 (when x2 was trained
+    further after x3/x4 had been fine-tuned from an earlier x2)."""
+    x2_start = x2_init or shipped(arch, 2.0)
     return [
         Recipe(arch, 2.0, x2_minutes, **kw),
-        Recipe(arch, 3.0, other_minutes, init=shipped(arch, 2.0), patch=96, **kw),
-        Recipe(arch, 4.0, other_minutes, init=shipped(arch, 2.0), patch=96, **kw),
+        Recipe(arch, 3.0, other_minutes, init=x2_start, patch=96, **kw),
+        Recipe(arch, 4.0, other_minutes, init=x2_start, patch=96, **kw),
     ]
 
 
-# Minutes are wall-clock budgets on the 2-core development CPU (the GPU machine was not lent).
+def continued_x2(arch: str, first_minutes: float, more_minutes: float, lr: float = 5e-4,
+                 extra: tuple[str, ...] = ()) -> tuple[Recipe, Recipe]:
+    """x2 in two runs: a short one (an intermediate file), then one more run started from it on one
+    thread, beside other runs (how the shipped file was made: the second run came a session later)."""
+    first = Recipe(arch, 2.0, first_minutes, stage="short")
+    return first, Recipe(arch, 2.0, more_minutes, lr=lr, init=first.out, extra=("--threads", "1", *extra))
+
+
+HALVE_EVERY_3000 = ("--lr-step", "3000", "--lr-gamma", "0.5")
+edsr_short, edsr_x2 = continued_x2("edsr", 10, 17, lr=3e-4, extra=HALVE_EVERY_3000)
+srcnn_ct_short, srcnn_ct_x2 = continued_x2("srcnn_ct", 2.5, 22)
+srgan_short, srgan_x2 = continued_x2("srgan", 2.5, 22)
+
+# Minutes are wall-clock budgets on the 2-core development CPU (the GPU machine was not lent); the
+# cards record the steps each run reached.
 RECIPES: list[Recipe] = [
     *fixed_scale("new_carn", 5, 2.5),
-    *fixed_scale("edsr", 10, 4),
+    edsr_short, edsr_x2, *fixed_scale("edsr", 10, 4, x2_init=edsr_short.out)[1:],
     # meta_srgan: the L1 phase ran 12 min at 96 px / batch 16 (only ~100 steps on the loaded CPU, still
-    # below bicubic), then continued on cheaper 64 px / batch 8 mini-batches at a gentler rate.
+    # below bicubic), then continued on cheaper 64 px / batch 8 mini-batches at a gentler rate: 12 min
+    # on a loaded CPU, then 110 min on one thread beside other runs.
     meta_l1 := Recipe("meta_srgan", None, 12, patch=96, stage="l1"),
-    Recipe("meta_srgan", None, 12, patch=64, batch_size=8, lr=2e-4, init=meta_l1.out),
+    meta_l1b := Recipe("meta_srgan", None, 12, patch=64, batch_size=8, lr=2e-4, init=meta_l1.out,
+                       stage="l1b"),
+    Recipe("meta_srgan", None, 110, patch=64, batch_size=8, lr=2e-4, init=meta_l1b.out,
+           extra=("--threads", "1", "--val-every", "400")),
     *fixed_scale("srcnn", 3, 2),
     *fixed_scale("vdsr", 3, 2),
-    *fixed_scale("srcnn_ct", 2.5, 1.25),
+    srcnn_ct_short, srcnn_ct_x2, *fixed_scale("srcnn_ct", 2.5, 6)[1:],
     *fixed_scale("carn", 2.5, 1.25),
     *fixed_scale("wdsr", 2.5, 1.25),
     *fixed_scale("fmen", 2.5, 1.25),
-    # SRResNet phase only (L1): the adversarial + perceptual phase (`gan()` below) is not run yet.
-    *fixed_scale("srgan", 2.5, 1.25),
+    # SRResNet phase only (L1): the adversarial + perceptual phase (GAN_PHASE below) is not run yet.
+    srgan_short, srgan_x2, *fixed_scale("srgan", 2.5, 6)[1:],
 ]
 
 # The GAN phase of Tan et al.'s recipe (L1 + 0.001 adversarial + 0.006 perceptual, Adam 1e-4), started
