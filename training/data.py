@@ -84,6 +84,7 @@ class SliceBank:
         body = data > thr
         planes = []
         for axis in range(3):
+            body_stack = np.moveaxis(body, axis, 0)
             others = [a for a in range(3) if a != axis]
             sy, sx = spacing[others[0]], spacing[others[1]]
             h, w = data.shape[others[0]], data.shape[others[1]]
@@ -91,7 +92,7 @@ class SliceBank:
                 continue
             idx, boxes = [], []
             for i in range(data.shape[axis]):
-                m = np.take(body, i, axis=axis)
+                m = body_stack[i]
                 if m.mean() < MIN_FOREGROUND_FRACTION:
                     continue
                 ys, xs = np.nonzero(m.any(axis=1))[0], np.nonzero(m.any(axis=0))[0]
@@ -114,10 +115,11 @@ class SliceBank:
             plane = self.planes[pi]
             j = rng.integers(len(plane.indices))
             y0, y1, x0, x1 = plane.boxes[j]
-            img = np.take(self.volumes[plane.volume], plane.indices[j], axis=plane.axis)
             py = rng.integers(y0, max(y0, y1 - size) + 1)
             px = rng.integers(x0, max(x0, x1 - size) + 1)
-            patch = img[py : py + size, px : px + size]
+            # a view, then only the patch is copied (np.take copied the whole slice: 20 ms a patch)
+            stack = np.moveaxis(self.volumes[plane.volume], plane.axis, 0)
+            patch = stack[plane.indices[j], py : py + size, px : px + size]
             if not augment:
                 out[b] = patch
                 continue

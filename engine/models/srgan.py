@@ -35,13 +35,13 @@ PReLU = partial(nn.PReLU, num_parameters=1)
 class SRResNetTrunk(nn.Module):
     """SRResNet's LR feature trunk: 9x9 head + PReLU, residual blocks, conv + BN, long skip."""
 
-    def __init__(self, channels: int, width: int, blocks: int):
+    def __init__(self, channels: int, width: int, blocks: int, batch_norm: bool = True):
         super().__init__()
         self.head = nn.Sequential(conv2d(channels, width, 9), PReLU())
         self.body = nn.Sequential(
-            *[ResidualBlock(width, act=PReLU, batch_norm=True) for _ in range(blocks)],
+            *[ResidualBlock(width, act=PReLU, batch_norm=batch_norm) for _ in range(blocks)],
             conv2d(width, width),
-            nn.BatchNorm2d(width),
+            *([nn.BatchNorm2d(width)] if batch_norm else []),
         )
         self.width, self.blocks = width, blocks
 
@@ -71,9 +71,10 @@ class SRResNetTrunk(nn.Module):
 class SRGAN(FixedScaleNet):
     """SRResNet generator: trunk, PReLU pixel-shuffle upsampler, 9x9 output conv."""
 
-    def __init__(self, scale: int, blocks: int = 16, width: int = 64, channels: int = 1):
+    def __init__(self, scale: int, blocks: int = 16, width: int = 64, channels: int = 1,
+                 batch_norm: bool = True):
         super().__init__(scale)
-        self.trunk = SRResNetTrunk(channels, width, blocks)
+        self.trunk = SRResNetTrunk(channels, width, blocks, batch_norm)
         self.upsample = PixelShuffleUpsampler(width, self.scale, act=PReLU)
         self.tail = conv2d(width, channels, 9)
         zero_init_(self.tail)

@@ -192,6 +192,48 @@ def test_meta_srgan_box_decode_equals_crop_of_full_decode(scale, box):
     torch.testing.assert_close(part, full[..., y0:y1, x0:x1], atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize(
+    "scale,lr_side,box",
+    [
+        (2.0, 12, None),
+        (2.5, 12, None),
+        (3.5, 10, (3, 4, 30, 35)),
+        (1.2, 15, None),
+        (4.0, 9, (0, 0, 5, 36)),
+    ],
+)
+def test_meta_srgan_class_form_equals_gather_form_with_gradients(scale, lr_side, box, monkeypatch):
+    """Offsets that repeat take the per-class convolution (the training path): same output and same
+    gradients as gathering each pixel's neighbourhood."""
+    # the shipped trunk has no batch norm (BN's exact zero gradients would compare float noise)
+    model = _randomise_(MetaSRGAN(blocks=2, width=8, hidden=16, batch_norm=False), std=0.2)
+    x = torch.rand(2, 1, lr_side, lr_side)
+
+    def run(class_form: bool):
+        monkeypatch.setattr(MetaSRGAN, "_offset_classes_are_few", lambda *_a: class_form)
+        model.zero_grad()
+        out = model.decode(model.encode(x), scale, box)
+        out.square().sum().backward()
+        return out.detach(), [p.grad.clone() for p in model.parameters()]
+
+    with monkeypatch.context():
+        out_gather, grads_gather = run(False)
+        out_class, grads_class = run(True)
+    torch.testing.assert_close(out_class, out_gather, atol=1e-5, rtol=0)
+    for g_class, g_gather in zip(grads_class, grads_gather, strict=True):
+        scale_of_grad = float(g_gather.abs().max()) or 1.0  # float32 sums of large terms
+        torch.testing.assert_close(g_class, g_gather, atol=1e-5 * scale_of_grad, rtol=1e-4)
+
+
+def test_meta_srgan_picks_the_class_form_on_training_patches_only():
+    model = _small_meta()
+    plan = meta_srgan._axis_plan
+    training = plan(32, 64, 0, 64), plan(32, 64, 0, 64)  # a x2 training patch: 3 offsets per axis
+    zoom_box = plan(97, 311, 40, 200), plan(97, 311, 40, 200)  # x3.21 viewport: offsets hardly repeat
+    assert model._offset_classes_are_few(16, *training)
+    assert not model._offset_classes_are_few(1, *zoom_box)
+
+
 def test_meta_srgan_forward_is_encode_then_decode_and_checks_the_box():
     model = _small_meta()
     x = torch.rand(1, 1, 10, 13)

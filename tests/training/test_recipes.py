@@ -29,3 +29,13 @@ def test_commands_name_the_architecture_scale_and_output(tmp_path):
         cmd = command(r, [tmp_path / "train.nii.gz"], [tmp_path / "val.nii.gz"], threads=None)
         assert cmd[cmd.index("--arch") + 1] == r.arch and cmd[cmd.index("--out") + 1] == str(r.out)
         assert ("--scale" in cmd) == (r.scale is not None)
+
+
+def test_continued_runs_start_from_shipped_files_and_replace_them():
+    from training.recipes.shipped import CONTINUED, shipped
+
+    for runs in CONTINUED.values():
+        for r in runs:
+            assert r.promote and r.stage, f"{r.out.name}: a continued run writes a stage, then replaces"
+            if r.init is not None:
+                assert r.init == shipped(r.arch, r.scale), f"{r.out.name} continues {r.init}"
