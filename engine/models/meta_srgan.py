@@ -9,7 +9,8 @@ Meta-Upscale: every output pixel is computed from the 3x3 neighbourhood of trunk
 pixel it projects to, with a 3x3xC->1 kernel predicted by a weight-prediction MLP (3 -> 256 -> 9C)
 from (offset_y, offset_x, 1/s). The kernel only depends on the offsets, so the MLP runs once per
 unique row offset x unique column offset inside the requested box, and the result is applied as a
-gather of neighbourhoods + one batched einsum (never one MLP call per pixel).
+gather of neighbourhoods + one batched einsum (never one MLP call per pixel), or, when offsets repeat
+(every training patch), as one convolution per offset class from which each pixel picks its value.
 
 Coordinates are centred, consistent with bicubic align_corners=False: output pixel i maps to LR
 position u = (i + 0.5) * h / H - 0.5 (H = round(h * s), the per-axis ratio torch's bicubic uses; it
@@ -143,6 +144,7 @@ class MetaSRGAN(nn.Module):
                       scale: float) -> torch.Tensor:
         """Gather each output pixel's 3x3 feature neighbourhood and contract it with its predicted kernel.
 
+        Where offsets repeat enough, the per-class convolution replaces the gather (same result).
         Normally one MLP call covers every unique (row, column) offset pair of the box. Only when those
         kernels would not fit the element budget (scales whose offsets hardly repeat, on a large box)
         is the MLP called per band of rows, on that band's unique row offsets.

@@ -33,7 +33,7 @@ PReLU = partial(nn.PReLU, num_parameters=1)
 
 
 class SRResNetTrunk(nn.Module):
-    """SRResNet's LR feature trunk: 9x9 head + PReLU, residual blocks, conv + BN, long skip."""
+    """SRResNet's LR feature trunk: 9x9 head + PReLU, residual blocks, conv + BN, long skip (BN optional)."""
 
     def __init__(self, channels: int, width: int, blocks: int, batch_norm: bool = True):
         super().__init__()
