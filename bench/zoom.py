@@ -99,6 +99,7 @@ class FrameClock:
         self.sr_ms: float | None = None
         self.frame_ms: float | None = None
         self.stale_painted = 0
+        self.early: list = []  # (ms, view) of paints before the wheel event returned
         self.canvas.painted.connect(self._painted)
 
     def _painted(self) -> None:
@@ -114,6 +115,9 @@ class FrameClock:
         if self.frame_ms is None:
             self.frame_ms = now
         if self.target is None:
+            # painted while the wheel event was being handled (the viewer paints the panel under the
+            # wheel at once): which view it showed is checked once the event has returned
+            self.early.append((now, z.view))
             self.loop.quit()
             return
         if self.placeholder_ms is None and z.view == self.target:
@@ -133,9 +137,12 @@ class FrameClock:
         """One wheel event; wait for its SR frame (or, with ``wait_sr`` False, for its first frame)."""
         self.placeholder_ms = self.sr_ms = self.frame_ms = None
         self.target = None
+        self.early = []
         self.t0 = time.perf_counter()
         self.wheel(delta)
         self.target = self.zoom.view if wait_sr else None  # set while the event was handled
+        if self.target is not None:
+            self.placeholder_ms = next((t for t, view in self.early if view == self.target), None)
         if self.target is not None and self.zoom.shown_view == self.target:
             self.sr_ms = 0.0  # nothing to render (never for a zoom step)
         self.timeout.start(int(WAIT_S * 1000))

@@ -26,6 +26,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from engine.devices import intra_op_threads
 from engine.errors import ModelError
 from engine.fast.inference_form import FastMetaSRGAN, inference_form
 from engine.fast.meta_upscale import MetaMaps
@@ -151,10 +152,12 @@ class ZoomEngine:
             return entry
 
     # --- work -----------------------------------------------------------------------------------
-    def encode(self, key: Hashable, image: np.ndarray, normalizer: Normalizer | None = None) -> EncodedSlice:
+    def encode(self, key: Hashable, image: np.ndarray, normalizer: Normalizer | None = None,
+               threads: int | None = None) -> EncodedSlice:
         """Run the trunk and the Meta-Upscale maps of one 2D slice (original units) and cache them.
 
-        Pass the volume's normaliser so that every slice is normalised alike (fitted on the slice if None).
+        Pass the volume's normaliser so that every slice is normalised alike (fitted on the slice if None);
+        ``threads``: torch CPU threads for this encode (default: the caller's).
         """
         image = np.asarray(image, dtype=np.float32)
         if image.ndim != 2 or min(image.shape) < 2:
@@ -162,7 +165,7 @@ class ZoomEngine:
         norm = normalizer or Normalizer.fit(image)
         t0 = time.perf_counter()
         lr = torch.from_numpy(norm.forward(image))[None, None].to(self.upscaler.device)
-        with torch.inference_mode():
+        with torch.inference_mode(), intra_op_threads(threads):
             maps = self.net.encode(lr)
         entry = EncodedSlice(key, image, norm, maps, (time.perf_counter() - t0) * 1000.0)
         with self._lock:

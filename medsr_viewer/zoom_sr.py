@@ -16,6 +16,7 @@ images: the ones the error maps and scores are computed from.
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -42,6 +43,7 @@ log = logging.getLogger(__name__)
 FIT_TOLERANCE = 1e-3  # a view within this of the fit is the fit
 MAX_ENCODED = 4  # slices kept encoded (the current one and its neighbours)...
 ENCODED_BYTES = 400 * 2**20  # ...within this budget (about 50 MB per 256^2 slice with meta_srgan)
+CORES = os.cpu_count() or 1  # threads for the encode of the slice being looked at (prefetch: one)
 PREFETCH = 2  # neighbouring slices encoded after the current one, in the scrolling direction first
 PREFETCH_QUIET_S = 0.3  # prefetching waits until the view has not changed for this long
 OVERLAY_Z = 1.0  # above the panel's own image, below the crosshair
@@ -192,6 +194,9 @@ class ZoomSR(QObject):
             return
         self.view = view
         self._show_placeholder(view, layer.image)
+        # The panel under the wheel shows its bicubic frame now, before the SR render starts on a worker
+        # (which would compete with this paint for the interpreter); the other panels follow as usual.
+        self.sr_panel.canvas.viewport().repaint()
         self._request_sr(view)
 
     def _current_input(self) -> tuple[SliceRequest, Layer] | None:
@@ -227,6 +232,7 @@ class ZoomSR(QObject):
         bicubic = ZoomEngine.placeholder(image, region.scale, region.box)
         self._place(self.sr_placeholder, bicubic.image, region)
         self._place(self.bicubic_item, bicubic.image, region)
+        self._cover_base_images(True)
         if self.shown_view is not None and (
             self.shown_view.key != view.key or self.shown_view.region.scale != region.scale
         ):
@@ -241,6 +247,13 @@ class ZoomSR(QObject):
         item.setRect(QRectF(*region.rect_mm))
         item.setVisible(True)
 
+    def _cover_base_images(self, covered: bool) -> None:
+        """The overlays cover every visible pixel of the panels' own images (the region is the visible
+        part of the slice plus a halo): hidden under them, those are not drawn again at every frame."""
+        for panel in (self.sr_panel, self.bicubic_panel):
+            if panel.image.isVisible() == covered:
+                panel.image.setVisible(not covered)
+
     def _set_levels(self, levels: tuple[float, float]) -> None:
         for item in (self.sr_placeholder, self.sr_item, self.bicubic_item):
             if item.image is not None:
@@ -253,6 +266,7 @@ class ZoomSR(QObject):
         self.view = self.shown = self.shown_view = None
         for item in (self.sr_placeholder, self.sr_item, self.bicubic_item):
             item.setVisible(False)
+        self._cover_base_images(False)
         self.sr_panel.set_warning("")
         self._restore_titles()
 
@@ -319,7 +333,8 @@ class ZoomSR(QObject):
             if key in engine:
                 yield Encoded(key, None)
             else:
-                entry = engine.encode(key, network_input(loaded, key), loaded.normalizer)
+                # every core: the user waits for this one (the GUI thread needs little meanwhile)
+                entry = engine.encode(key, network_input(loaded, key), loaded.normalizer, threads=CORES)
                 engine.capacity = max(1, min(MAX_ENCODED, ENCODED_BYTES // max(entry.nbytes, 1)))
                 yield Encoded(key, entry.encode_ms)
             n = loaded.volume.shape[key.axis]

@@ -5,7 +5,8 @@ on one core). Bicubic is separable: out = Wy @ x @ Wx^T with per-axis weight mat
 per row: Keys a = -0.75, taps clamped at the border, align_corners=False, the coordinates of
 ``engine.models.blocks.bicubic_axis``). The matrices are banded, so each block of output rows is one
 matrix product with the few input rows it reads. Same values as ``bicubic_upsample_box`` up to float
-summation order. Matrices depend only on the sizes and are cached.
+summation order. Boxes build the weights of their own rows and columns; whole-axis matrices
+(``axis_weights``, for callers that index them) depend only on the sizes and are cached.
 """
 
 from __future__ import annotations
@@ -76,17 +77,32 @@ def bicubic_resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 
 def bicubic_resize_box(x: torch.Tensor, size: tuple[int, int],
                        box: tuple[int, int, int, int]) -> torch.Tensor:
-    """The region box = (y0, x0, y1, x1) of ``bicubic_resize(x, size)``, computed for that region only."""
+    """The region box = (y0, x0, y1, x1) of ``bicubic_resize(x, size)``, computed for that region only.
+
+    The weights are built for the box's rows and columns only (a zoom changes the output size at every
+    wheel step, so a cached whole-axis matrix would be rebuilt, 1-3 ms, for every frame)."""
     y0, x0, y1, x1 = box
-    wy = axis_weights(x.shape[-2], size[0], x)
-    wx = axis_weights(x.shape[-1], size[1], x)
-    row_blocks, col_blocks = list(wy.blocks(y0, y1)), list(wx.blocks(x0, x1))
+    row_blocks = _box_blocks(x.shape[-2], size[0], y0, y1, x)
+    col_blocks = _box_blocks(x.shape[-1], size[1], x0, x1, x)
     c_lo, c_hi = min(b[2] for b in col_blocks), max(b[3] for b in col_blocks)
     along_y = x.new_empty(*x.shape[:-2], y1 - y0, c_hi - c_lo)
-    for a, b, lo, hi in row_blocks:
-        torch.matmul(wy.matrix[a:b, lo:hi], x[..., lo:hi, c_lo:c_hi], out=along_y[..., a - y0: b - y0, :])
+    for a, b, lo, hi, weights in row_blocks:
+        torch.matmul(weights, x[..., lo:hi, c_lo:c_hi], out=along_y[..., a - y0: b - y0, :])
     out = x.new_empty(*x.shape[:-2], y1 - y0, x1 - x0)
-    for a, b, lo, hi in col_blocks:
-        weights = wx.matrix[a:b, lo:hi].t()
-        torch.matmul(along_y[..., lo - c_lo: hi - c_lo], weights, out=out[..., a - x0: b - x0])
+    for a, b, lo, hi, weights in col_blocks:
+        torch.matmul(along_y[..., lo - c_lo: hi - c_lo], weights.t(), out=out[..., a - x0: b - x0])
     return out
+
+
+def _box_blocks(in_size: int, out_size: int, start: int, stop: int, like: torch.Tensor):
+    """Per block of at most _BLOCK outputs of start..stop-1: (a, b, lo, hi, weights (b-a, hi-lo))."""
+    taps, weights = bicubic_axis(in_size, out_size, start, stop)
+    blocks = []
+    for a in range(start, stop, _BLOCK):
+        b = min(stop, a + _BLOCK)
+        t = taps[a - start: b - start]
+        lo, hi = int(t.min()), int(t.max()) + 1
+        matrix = torch.zeros(b - a, hi - lo, dtype=torch.float64)
+        matrix.scatter_add_(1, t - lo, weights[a - start: b - start])
+        blocks.append((a, b, lo, hi, matrix.to(like)))
+    return blocks

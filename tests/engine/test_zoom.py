@@ -134,6 +134,15 @@ def test_lru_evicts_the_least_recently_used_slice(upscalers, image):
     assert engine.keys() == []
 
 
+def test_an_encode_on_more_threads_gives_the_same_maps_and_restores_the_count(upscalers, image):
+    one, two = ZoomEngine(upscalers[0]), ZoomEngine(upscalers[0])
+    a = one.encode("s", image)
+    b = two.encode("s", image, threads=2)
+    assert torch.get_num_threads() == 1  # the module's count, restored after the encode
+    torch.testing.assert_close(b.maps.g, a.maps.g, atol=1e-5, rtol=0)
+    torch.testing.assert_close(b.maps.q, a.maps.q, atol=1e-5, rtol=0)
+
+
 def test_bad_requests_are_refused(engine, upscalers):
     with pytest.raises(ValueError, match="not inside"):
         engine.render(("vol", 2, 7), 2.0, (0, 0, 75, 10))

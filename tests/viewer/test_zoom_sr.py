@@ -119,10 +119,14 @@ def test_zoomed_sr_is_the_engines_render_at_exactly_the_display_scale(
     order = []
     zoom.placeholderShown.connect(lambda view: order.append(("bicubic", view)))
     zoom.srShown.connect(lambda result: order.append(("sr", result)))
+    painted = []
+    sr.canvas.painted.connect(lambda: painted.append((zoom.view, zoom.sr_placeholder.isVisible())))
     with qtbot.waitSignal(zoom.srShown, timeout=30_000):
         wheel(sr, centre(sr), 120)
         assert order and order[0][0] == "bicubic"  # shown while the wheel event was handled
         assert zoom.sr_placeholder.isVisible() and zoom.bicubic_item.isVisible()
+        assert painted and painted[0] == (zoom.view, True)  # and painted before the event returned
+        assert not sr.image.isVisible() and not bicubic.image.isVisible()  # covered: not drawn
     view = zoom.shown_view
     assert view is zoom.view and zoom.sr_item.isVisible() and not zoom.sr_placeholder.isVisible()
 
@@ -149,6 +153,7 @@ def test_zoomed_sr_is_the_engines_render_at_exactly_the_display_scale(
 
     win.state.reset_view()  # back to the fit: the comparison's own images and titles
     assert not zoom.active and not zoom.sr_item.isVisible() and not zoom.bicubic_item.isVisible()
+    assert sr.image.isVisible() and bicubic.image.isVisible()
     assert "display scale" not in sr.title.text() and "meta_srgan ×2" in sr.title.text()
 
 

@@ -123,8 +123,19 @@ SESSION_11_FIXED = [
     *(more(a, s, m, "s11", lr=2e-4, patch=96) for a, m in (("edsr", 8), ("srgan", 5), ("srcnn_ct", 5))
       for s in (3.0, 4.0)),
 ]
+# Session 12: a lighter meta_srgan for real-time zoom: trunk 8 blocks x 32 channels (the issue's
+# calibration size; the 8x48 trunk's slice encode is 364 ms on 2 threads, target 250, 8x32 189 ms) and a
+# weight-prediction MLP of 64 hidden units, not 256: a zoom frame costs one max-multiply-add per pixel
+# and unit whose ReLU changes sign over the offsets (183 of 256 in the 8x48 file), so 4x fewer units
+# make a 512^2 frame about 3x cheaper (one thread: 30-44 ms -> 10-13 ms).
+# From scratch on one thread beside the zoom work; replaces the 8x48 file when it finishes.
+LIGHT_META_ARGS = '{"blocks": 8, "width": 32, "hidden": 64, "batch_norm": false}'
+SESSION_12_LIGHT = [Recipe("meta_srgan", None, 100, lr=5e-4, stage="s12-light", promote=True,
+                           extra=("--threads", "1", "--lr-step", "2500", "--lr-gamma", "0.8",
+                                  "--arch-args", LIGHT_META_ARGS))]
 # Which file each continued run started from is the shipped file of the commit before it (git log).
-CONTINUED: dict[str, list[Recipe]] = {"s11-meta": SESSION_11_META, "s11-fixed": SESSION_11_FIXED}
+CONTINUED: dict[str, list[Recipe]] = {"s11-meta": SESSION_11_META, "s11-fixed": SESSION_11_FIXED,
+                                      "s12-light": SESSION_12_LIGHT}
 
 # The GAN phase of Tan et al.'s recipe (L1 + 0.001 adversarial + 0.006 perceptual, Adam 1e-4), started
 # from the shipped L1 weights; outputs land in runs/stages/ for comparison before any is shipped.
