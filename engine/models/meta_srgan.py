@@ -25,8 +25,9 @@ API (LIIF-style, scale always an argument, never stored): ``encode(lr) -> MetaFe
 Departures: single channel; Hu et al. use corner-aligned offsets (i/s - floor(i/s)), we use centred
 ones; the output is a residual over bicubic upsampling (departure: makes short CPU training converge)
 with the MLP's last layer zero-initialised, so the untrained network is bicubic; the shipped trunk is
-8 blocks x 48 channels without batch normalisation (``batch_norm=False``; EDSR and ESRGAN removed it
-from SRResNet too): in a side-by-side run on our data the BN trunk was still 0.7 dB below bicubic
+8 blocks x 32 channels without batch normalisation (``batch_norm=False``; EDSR and ESRGAN removed it
+from SRResNet too) and a 64-unit weight-prediction MLP (Meta-SR: 256; a zoom frame costs one
+multiply-add per pixel and hidden unit, see engine/fast/meta_upscale.py). In a side-by-side run on our data the BN trunk was still 0.7 dB below bicubic
 after 100 steps where the BN-free one was 0.3 dB above it. The paper's parameter count is in a table
 that did not survive extraction (the text says it is about fifty times smaller than a 43 M EDSR).
 """
@@ -79,12 +80,13 @@ def _axis_plan(in_size: int, out_size: int, start: int, stop: int) -> _AxisPlan:
         "(Meta-Upscale: Hu et al., 'Meta-SR', CVPR 2019)",
         scales=(2.0, 3.0, 4.0),
         scale_range=(1.1, 4.0),
-        ship_args={"blocks": 8, "width": 48, "batch_norm": False},
+        ship_args={"blocks": 8, "width": 32, "hidden": 64, "batch_norm": False},
         paper_params="not in the extracted text (table missing; 'about fifty times smaller' than 43 M EDSR)",
         departures="Single channel; centred offsets (Hu et al.: corner-aligned); residual over bicubic "
         "(departure: makes short CPU training converge) with a zero-initialised MLP output; shipped "
-        "trunk 8 blocks x 48 channels (SRGAN: 16 x 64) without batch normalisation (as EDSR and ESRGAN "
-        "do: with BN it was still below bicubic after 100 CPU steps, without it +0.3 dB).",
+        "trunk 8 blocks x 32 channels (SRGAN: 16 x 64) without batch normalisation (as EDSR and ESRGAN "
+        "do: with BN it was still below bicubic after 100 CPU steps, without it +0.3 dB) and a weight-"
+        "prediction MLP of 64 hidden units (Meta-SR: 256), sized for real-time zoom on a CPU.",
     )
 )
 class MetaSRGAN(nn.Module):

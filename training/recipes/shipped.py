@@ -133,9 +133,12 @@ LIGHT_META_ARGS = '{"blocks": 8, "width": 32, "hidden": 64, "batch_norm": false}
 SESSION_12_LIGHT = [Recipe("meta_srgan", None, 100, lr=5e-4, stage="s12-light", promote=True,
                            extra=("--threads", "1", "--lr-step", "2500", "--lr-gamma", "0.8",
                                   "--arch-args", LIGHT_META_ARGS))]
+# Beside it, the two weakest x2 files (vdsr +0.17 dB, carn +0.30 dB over bicubic: 3 and 2.5 minutes of
+# training so far), continued on the other thread.
+SESSION_12_FIXED = [more("vdsr", 2.0, 25, "s12", lr=5e-4), more("carn", 2.0, 25, "s12", lr=5e-4)]
 # Which file each continued run started from is the shipped file of the commit before it (git log).
 CONTINUED: dict[str, list[Recipe]] = {"s11-meta": SESSION_11_META, "s11-fixed": SESSION_11_FIXED,
-                                      "s12-light": SESSION_12_LIGHT}
+                                      "s12-light": SESSION_12_LIGHT, "s12-fixed": SESSION_12_FIXED}
 
 # The GAN phase of Tan et al.'s recipe (L1 + 0.001 adversarial + 0.006 perceptual, Adam 1e-4), started
 # from the shipped L1 weights; outputs land in runs/stages/ for comparison before any is shipped.
