@@ -136,9 +136,18 @@ SESSION_12_LIGHT = [Recipe("meta_srgan", None, 100, lr=5e-4, stage="s12-light", 
 # Beside it, the two weakest x2 files (vdsr +0.17 dB, carn +0.30 dB over bicubic: 3 and 2.5 minutes of
 # training so far), continued on the other thread.
 SESSION_12_FIXED = [more("vdsr", 2.0, 25, "s12", lr=5e-4), more("carn", 2.0, 25, "s12", lr=5e-4)]
+# Session 13: the light meta_srgan was still improving when its 100 minutes ended (trainer validation
+# x4 +1.04 dB at step 4,200, +1.34 at 10,794), so it continues at the learning rate it ended on.
+SESSION_13_META = [more("meta_srgan", None, 105, "s13", lr=2e-4, lr_step=2500)]
+# Beside it: vdsr and carn x3/x4 had been fine-tuned from x2 files of 3 and 2.5 minutes (+0.17 and
+# +0.30 dB at x2); they start again from the x2 files continued in session 12 (+2.32, +2.23 dB).
+SESSION_13_FIXED = [Recipe(a, s, m, init=shipped(a, 2.0), patch=96, stage="s13", promote=True,
+                           extra=("--threads", "1"))
+                    for a, m in (("vdsr", 6), ("carn", 5)) for s in (3.0, 4.0)]
 # Which file each continued run started from is the shipped file of the commit before it (git log).
 CONTINUED: dict[str, list[Recipe]] = {"s11-meta": SESSION_11_META, "s11-fixed": SESSION_11_FIXED,
-                                      "s12-light": SESSION_12_LIGHT, "s12-fixed": SESSION_12_FIXED}
+                                      "s12-light": SESSION_12_LIGHT, "s12-fixed": SESSION_12_FIXED,
+                                      "s13-meta": SESSION_13_META, "s13-fixed": SESSION_13_FIXED}
 
 # The GAN phase of Tan et al.'s recipe (L1 + 0.001 adversarial + 0.006 perceptual, Adam 1e-4), started
 # from the shipped L1 weights; outputs land in runs/stages/ for comparison before any is shipped.
