@@ -15,7 +15,13 @@ $(STAMP): pyproject.toml constraints-cpu.txt
 	$(BIN)/python -m pip install --quiet $(PIP_EXTRA) -c constraints-cpu.txt -e '.[dev]'
 	touch $(STAMP)
 
-setup: $(STAMP)
+# Optional native kernels (engine/fast/native): built with the machine's C compiler; without one the
+# torch path is used and this prints why.
+NATIVE := engine/fast/native/libmedsr_native.so
+$(NATIVE): engine/fast/native/new_carn.c $(STAMP)
+	$(BIN)/python -m engine.fast.native
+
+setup: $(STAMP) $(NATIVE)
 
 run: setup
 	$(BIN)/medsr-viewer $(ARGS)

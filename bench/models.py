@@ -6,7 +6,9 @@ Cases: x2 256^2 -> 512^2 and x4 80^2 -> 320^2 for every network (meta_srgan at x
 - eager: the prepared model (eval, FMEN fused, weight norm baked), as trained;
 - eager_cl: the same in channels_last;
 - fast: ``engine.fast.inference_form`` (the backend ``Upscaler`` runs), layout chosen by its rule;
-- fast_alt: the same with the other memory layout, to check the rule.
+- fast_alt: the same with the other memory layout, to check the rule;
+- fast_torch: for networks with a native kernel (New CARN, ``engine.fast.native``), the fast form
+  without it, in torch only.
 Each row: ms (minimum over --repeat runs, backends interleaved), multiply-accumulates of the eager
 network, GFLOP/s = 2 * MACs / time and % of a float32 matmul peak measured in the same run, and the
 largest difference from eager. Shipped weights are used where they exist; otherwise random weights
@@ -14,8 +16,9 @@ of the shipped architecture ("untrained": same timing, meaningless pictures). bi
 torch's interpolate and the banded-matrix form the fast backends use for their skip.
 
 --volume adds a whole-volume run: New CARN x2 of a synthetic 256x256x176 volume through
-``upscale_volume``: eager as before (batch 4, one batch at a time), fast one batch at a time, and fast
-with batches side by side on the CPU workers (``Upscaler.stack_workers``, the default).
+``upscale_volume``: eager as before (batch 4, one batch at a time), fast one batch at a time, fast
+with batches side by side on the CPU workers (``Upscaler.stack_workers``, the default), and that
+default without the native kernel (fast_torch).
 
 Timings on a machine with other work running are noisy: compare rows of one run, and re-measure on an
 idle machine before quoting numbers. --malloc retain (default) keeps freed memory in the process
@@ -25,6 +28,7 @@ idle machine before quoting numbers. --malloc retain (default) keeps freed memor
 from __future__ import annotations
 
 import argparse
+import contextlib
 import copy
 import json
 import platform
@@ -41,6 +45,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from engine.fast.allocator import retain_freed_memory  # noqa: E402
 from engine.fast.inference_form import inference_form, prefers_channels_last  # noqa: E402
+from engine.fast import native as native_kernels  # noqa: E402
+from engine.fast.native import NativeNewCARNTrunk  # noqa: E402
 from engine.fast.resample import bicubic_resize  # noqa: E402
 from engine.inference import Upscaler, prepare_for_inference, run_to_completion, upscale_volume  # noqa: E402
 from engine.models import build_model, count_parameters, get_card, model_names  # noqa: E402
@@ -119,14 +125,20 @@ def load_or_build(name: str, scale: float) -> tuple[nn.Module, bool]:
 
 
 def backends(model: nn.Module) -> dict[str, tuple[nn.Module, bool]]:
-    """name -> (network, channels_last?)."""
-    rule = prefers_channels_last(model)
-    return {
+    """name -> (network, channels_last?). ``fast`` is what ``Upscaler`` runs: native kernels where
+    they are built and fit (then ``fast_torch`` is the same form without them)."""
+    fast = inference_form(model)
+    rule = prefers_channels_last(fast)
+    forms = {
         "eager": (model, False),
         "eager_cl": (copy.deepcopy(model).to(memory_format=torch.channels_last), True),
         "fast": (inference_form(model, channels_last=rule), rule),
         "fast_alt": (inference_form(model, channels_last=not rule), not rule),
     }
+    if any(isinstance(m, NativeNewCARNTrunk) for m in fast.modules()):
+        torch_rule = prefers_channels_last(inference_form(model, native=False))
+        forms["fast_torch"] = (inference_form(model, channels_last=torch_rule, native=False), torch_rule)
+    return forms
 
 
 def time_interleaved(runs: dict[str, callable], repeat: int) -> dict[str, float]:
@@ -192,10 +204,14 @@ def bench_volume(batches: list[int], threads: int) -> list[dict]:
                          args=get_card("new_carn").ship_args, scale=2.0)
         # (backend, batch, side by side?): eager as before (batch 4, one batch at a time), then the
         # fast backend one batch at a time and with the CPU workers side by side (the default).
+        # fast_torch: the default once more without the native kernel (engine.fast.native).
         runs = [("eager", 4, False), ("fast", 1, False)] + [("fast", b, True) for b in batches]
+        if native_kernels.available():
+            runs.append(("fast_torch", batches[0], True))
         rows = []
         for backend, batch, parallel in runs:
-            up = Upscaler.load("new_carn", 2.0, weights=path, device="cpu", fast=backend == "fast")
+            with native_kernels.switched_off() if backend == "fast_torch" else contextlib.nullcontext():
+                up = Upscaler.load("new_carn", 2.0, weights=path, device="cpu", fast=backend != "eager")
             if not parallel:
                 up.stack_workers = lambda _batches: 1
             t0 = CLOCK()

@@ -29,18 +29,28 @@ import copy
 import torch
 from torch import nn
 
+from engine.fast import native as native_kernels
 from engine.fast.meta_upscale import FastMetaUpscale, MetaMaps
+from engine.fast.native import NativeNewCARNTrunk
 from engine.fast.resample import bicubic_resize
 from engine.models.blocks import AnchoredRegression, FixedScaleNet, ResidualBlock
 from engine.models.meta_srgan import MetaSRGAN
+from engine.models.new_carn import NewCARN
 from engine.models.registry import output_size
 
 
-def inference_form(model: nn.Module, *, channels_last: bool | None = None) -> nn.Module:
-    """The fast form of a model already passed through ``prepare_for_inference`` (eval, fused)."""
+def inference_form(model: nn.Module, *, channels_last: bool | None = None,
+                   native: bool | None = None) -> nn.Module:
+    """The fast form of a model already passed through ``prepare_for_inference`` (eval, fused).
+
+    ``native``: use the C kernels of ``engine.fast.native`` where one fits (None: when built)."""
     if not getattr(model, "needs_weights", True):  # parameter-free (bicubic): nothing to gain
         return model
     fast = copy.deepcopy(model).eval()
+    if native is None:
+        native = native_kernels.available()
+    if native:
+        use_native_kernels(fast)
     fold_batch_norms(fast)
     _replace_modules(fast)
     use_inplace_activations(fast)
@@ -54,6 +64,17 @@ def inference_form(model: nn.Module, *, channels_last: bool | None = None) -> nn
     if isinstance(fast, FixedScaleNet):
         return FastFixedScale(fast)
     return fast
+
+
+def use_native_kernels(model: nn.Module) -> int:
+    """Swap in the native kernels that fit (New CARN's 13-8-8 head and body); returns how many."""
+    if not native_kernels.available():
+        raise RuntimeError("the native kernels are not built or not usable here (make setup)")
+    if isinstance(model, NewCARN) and NativeNewCARNTrunk.supports(model.head, model.body):
+        model.body = NativeNewCARNTrunk(model.head, model.body)
+        model.head = nn.Identity()
+        return 1
+    return 0
 
 
 @torch.no_grad()

@@ -1,0 +1,121 @@
+"""The native New CARN kernel (engine/fast/native): built here, equal to torch, and never used when
+it should not be (switched off, stale, wrong sizes)."""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from engine.fast import native
+from engine.fast.inference_form import inference_form
+from engine.fast.native import NativeNewCARNTrunk
+from engine.inference import prepare_for_inference
+from engine.models import build_model
+from engine.resources import sample_volume_path
+from engine.io.load import load_volume
+from engine.weights import load_weights, shipped_weights_path
+
+TOL = 1e-4
+X86 = platform.machine().lower() in {"x86_64", "amd64"}
+
+
+@pytest.fixture(scope="module")
+def lib():
+    """The built kernel; built now if `make setup` has not (the C compiler is part of the machine)."""
+    if native.library() is None and not native.LIBRARY.exists() and shutil.which("cc"):
+        native.build()
+    if native.library() is None:
+        pytest.fail(f"{native.LIBRARY} not usable: run `make setup` (needs a C compiler, AVX2 and FMA)")
+    return native.library()
+
+
+@pytest.fixture(scope="module")
+def real_slice() -> torch.Tensor:
+    """An axial slice of the bundled sample volume, normalised as inference does (0..1)."""
+    vol = load_volume(sample_volume_path())
+    data = np.asarray(vol.data, dtype=np.float32)
+    sl = data[:, :, data.shape[2] // 2]
+    sl = (sl - sl.min()) / max(float(sl.max() - sl.min()), 1e-6)
+    return torch.from_numpy(np.ascontiguousarray(sl))[None, None]
+
+
+@pytest.mark.skipif(not X86, reason="the kernel is written with AVX2 intrinsics (x86-64 only)")
+def test_kernel_is_built_and_usable_on_this_machine(lib):
+    assert native.available()
+    assert lib.medsr_new_carn_channels() == native.INNER * 100 + native.ANCHORS
+
+
+@pytest.mark.parametrize("scale", [2.0, 3.0, 4.0])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_native_trunk_equals_torch_on_a_real_slice(lib, real_slice, scale, threads):
+    model = prepare_for_inference(load_weights(shipped_weights_path("new_carn", scale)).model)
+    trunk = NativeNewCARNTrunk(model.head, model.body)
+    # a 37 x 53 crop (width not a multiple of the kernel's 4-pixel groups) and the whole slice, batched
+    crop = real_slice[..., 40:77, 30:83]
+    batch = torch.cat([crop, crop.flip(-1)])
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.inference_mode():
+            for x in (batch, real_slice):
+                ref = model.body(model.head(x))
+                out = trunk(x)
+                assert out.shape == ref.shape
+                assert out.is_contiguous(memory_format=torch.channels_last)
+                torch.testing.assert_close(out, ref, atol=TOL, rtol=0)
+            full = inference_form(model)
+            assert any(isinstance(m, NativeNewCARNTrunk) for m in full.modules())
+            torch.testing.assert_close(full(real_slice, scale), model(real_slice, scale), atol=TOL, rtol=0)
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_native_is_only_used_where_it_fits(lib):
+    wide = prepare_for_inference(build_model("new_carn", 2, inner=16))
+    assert not NativeNewCARNTrunk.supports(wide.head, wide.body)
+    assert not any(isinstance(m, NativeNewCARNTrunk) for m in inference_form(wide).modules())
+    shipped = prepare_for_inference(build_model("new_carn", 2))
+    assert not any(isinstance(m, NativeNewCARNTrunk) for m in inference_form(shipped, native=False).modules())
+    with native.switched_off():
+        assert not native.available()
+        assert not any(isinstance(m, NativeNewCARNTrunk) for m in inference_form(shipped).modules())
+    assert native.available()
+
+
+def test_environment_switch_and_a_stale_library_fall_back_to_torch(lib, tmp_path, monkeypatch):
+    try:
+        monkeypatch.setenv("MEDSR_NATIVE", "0")
+        native.library.cache_clear()
+        assert native.library() is None
+        monkeypatch.delenv("MEDSR_NATIVE")
+        # a library older than its source (a pull without `make setup`) is not trusted
+        copy, source = tmp_path / native.LIBRARY.name, tmp_path / native.SOURCE.name
+        shutil.copyfile(native.LIBRARY, copy)
+        shutil.copyfile(native.SOURCE, source)
+        os.utime(copy, (1_000_000, 1_000_000))
+        monkeypatch.setattr(native, "LIBRARY", copy)
+        monkeypatch.setattr(native, "SOURCE", source)
+        native.library.cache_clear()
+        assert native.library() is None
+        os.utime(copy, None)
+        os.utime(source, (1_000_000, 1_000_000))
+        native.library.cache_clear()
+        assert native.library() is not None
+    finally:
+        monkeypatch.undo()
+        native.library.cache_clear()
+    assert native.available()
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc/self/maps")
+def test_the_kernel_shares_torchs_openmp_runtime(lib):
+    """One libgomp in the process: a second OpenMP pool would fight torch's spinning threads."""
+    with open("/proc/self/maps") as fh:
+        gomp = {line.split()[-1] for line in fh if "libgomp" in line}
+    assert len(gomp) == 1, gomp
