@@ -43,9 +43,9 @@ from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from engine.fast import native as native_kernels  # noqa: E402
 from engine.fast.allocator import retain_freed_memory  # noqa: E402
 from engine.fast.inference_form import inference_form, prefers_channels_last  # noqa: E402
-from engine.fast import native as native_kernels  # noqa: E402
 from engine.fast.native import NativeNewCARNTrunk  # noqa: E402
 from engine.fast.resample import bicubic_resize  # noqa: E402
 from engine.inference import Upscaler, prepare_for_inference, run_to_completion, upscale_volume  # noqa: E402

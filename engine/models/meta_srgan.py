@@ -27,8 +27,9 @@ ones; the output is a residual over bicubic upsampling (departure: makes short C
 with the MLP's last layer zero-initialised, so the untrained network is bicubic; the shipped trunk is
 8 blocks x 32 channels without batch normalisation (``batch_norm=False``; EDSR and ESRGAN removed it
 from SRResNet too) and a 64-unit weight-prediction MLP (Meta-SR: 256; a zoom frame costs one
-multiply-add per pixel and hidden unit, see engine/fast/meta_upscale.py). In a side-by-side run on our data the BN trunk was still 0.7 dB below bicubic
-after 100 steps where the BN-free one was 0.3 dB above it. The paper's parameter count is in a table
+multiply-add per pixel and hidden unit, see engine/fast/meta_upscale.py). In a side-by-side run on
+our data the BN trunk was still 0.7 dB below bicubic after 100 steps where the BN-free one was 0.3 dB
+above it. The paper's parameter count is in a table
 that did not survive extraction (the text says it is about fifty times smaller than a 43 M EDSR).
 """
 

@@ -16,9 +16,9 @@ from engine.fast import native
 from engine.fast.inference_form import inference_form
 from engine.fast.native import NativeNewCARNTrunk
 from engine.inference import prepare_for_inference
+from engine.io.load import load_volume
 from engine.models import build_model
 from engine.resources import sample_volume_path
-from engine.io.load import load_volume
 from engine.weights import load_weights, shipped_weights_path
 
 TOL = 1e-4
