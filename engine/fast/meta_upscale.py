@@ -37,6 +37,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from engine.fast import native as native_kernels
 from engine.fast.resample import bicubic_resize_box
 from engine.models.blocks import source_coordinates
 from engine.models.meta_srgan import MetaSRGAN
@@ -210,11 +211,30 @@ class FastMetaUpscale:
         if not (0 <= y0 < y1 <= size[0] and 0 <= x0 < x1 <= size[1]):
             raise ValueError(f"box {(y0, x0, y1, x1)} is not inside the {size[0]}x{size[1]} output")
         rows, cols = self._box_axes(h, w, scale, (y0, x0, y1, x1))
+        if method == "native" or (method == "auto" and self._native_fits(maps)):
+            return self._native(maps, rows, cols, scale, size, (y0, x0, y1, x1))
         plan, parts = self._plan(rows, cols, scale, method)
         decode = self._gemm if plan.method == "gemm" else self._pixelwise
         per_image = zip(maps.q, maps.g, strict=True)
         residual = torch.stack([decode(q, g, rows, cols, scale, parts) for q, g in per_image])
         return bicubic_resize_box(maps.lr, size, (y0, x0, y1, x1)) + residual[:, None].to(maps.lr)
+
+    @staticmethod
+    def _native_fits(maps: MetaMaps) -> bool:
+        return (native_kernels.available() and maps.g.dtype == torch.float32
+                and maps.g.device.type == "cpu" and maps.g.shape[-1] <= native_kernels.MAX_UNITS)
+
+    def _native(self, maps: MetaMaps, rows: _Axis, cols: _Axis, scale: float, size: tuple[int, int],
+                box: tuple[int, int, int, int]) -> torch.Tensor:
+        """The box in one native pass per image (``engine.fast.native.meta_decode``), added into the
+        bicubic skip."""
+        u = (rows.offset[:, None] * self.w_row + (self.w_scale / scale + self.b1)).contiguous()
+        minus_v = (cols.offset[:, None] * -self.w_col).contiguous()
+        out = bicubic_resize_box(maps.lr, size, box).contiguous()
+        for n in range(out.shape[0]):
+            native_kernels.meta_decode(maps.q[n], maps.g[n], scale, rows.pixel, rows.offset, cols.pixel,
+                                       cols.offset, u, minus_v, out[n, 0])
+        return out
 
     def plan_for(self, shape: tuple[int, int], scale: float, box: tuple[int, int, int, int],
                  method: str = "auto") -> DecodePlan:

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from engine.errors import Cancelled
+from engine.fast import native
 from engine.fast.allocator import retain_freed_memory
 from engine.fast.inference_form import (
     FastMetaSRGAN,
@@ -192,7 +193,8 @@ def test_meta_upscale_methods_equal_the_reference(meta, scale):
     with torch.inference_mode():
         for box in _boxes(size):
             ref = model.decode(enc, scale, box)
-            for method in ("auto", "gemm", "pixelwise"):
+            # "native" (engine.fast.native) where built; test_native.py requires it to be built here
+            for method in ("auto", "gemm", "pixelwise", *(("native",) if native.available() else ())):
                 torch.testing.assert_close(fast.decode(maps, scale, box, method), ref, atol=TOL, rtol=0)
 
 

@@ -76,6 +76,22 @@ def test_native_trunk_equals_torch_on_a_real_slice(lib, real_slice, scale, threa
         torch.set_num_threads(before)
 
 
+@pytest.mark.parametrize("scale", [1.1, 1.5, 2.0, 2.37, 3.0, 4.0])
+def test_native_meta_decode_equals_the_reference_on_a_real_slice(lib, real_slice, scale):
+    """The shipped meta_srgan: a zoom box of the real slice, in the middle and at the borders."""
+    model = prepare_for_inference(load_weights(shipped_weights_path("meta_srgan", None)).model)
+    fast = inference_form(model)
+    x = real_slice[..., 20:100, 30:121]  # 80 x 91
+    with torch.inference_mode():
+        maps, enc = fast.encode(x), model.encode(x)
+        h, w = fast.decode(maps, scale, None, "pixelwise").shape[-2:]
+        for box in (None, (0, 0, h // 2, w // 3), (h // 3, w // 4, h, w), (h - 1, 0, h, w)):
+            ref = model.decode(enc, scale, box)
+            out = fast.decode(maps, scale, box, "native")
+            torch.testing.assert_close(out, ref, atol=TOL, rtol=0)
+            torch.testing.assert_close(fast.decode(maps, scale, box), out, atol=0, rtol=0)  # auto = native
+
+
 def test_native_is_only_used_where_it_fits(lib):
     wide = prepare_for_inference(build_model("new_carn", 2, inner=16))
     assert not NativeNewCARNTrunk.supports(wide.head, wide.body)
@@ -94,17 +110,20 @@ def test_environment_switch_and_a_stale_library_fall_back_to_torch(lib, tmp_path
         native.library.cache_clear()
         assert native.library() is None
         monkeypatch.delenv("MEDSR_NATIVE")
-        # a library older than its source (a pull without `make setup`) is not trusted
-        copy, source = tmp_path / native.LIBRARY.name, tmp_path / native.SOURCE.name
+        # a library older than its sources (a pull without `make setup`) is not trusted
+        copy = tmp_path / native.LIBRARY.name
+        sources = tuple(tmp_path / src.name for src in native.SOURCES)
         shutil.copyfile(native.LIBRARY, copy)
-        shutil.copyfile(native.SOURCE, source)
+        for src, dst in zip(native.SOURCES, sources, strict=True):
+            shutil.copyfile(src, dst)
         os.utime(copy, (1_000_000, 1_000_000))
         monkeypatch.setattr(native, "LIBRARY", copy)
-        monkeypatch.setattr(native, "SOURCE", source)
+        monkeypatch.setattr(native, "SOURCES", sources)
         native.library.cache_clear()
         assert native.library() is None
         os.utime(copy, None)
-        os.utime(source, (1_000_000, 1_000_000))
+        for src in sources:
+            os.utime(src, (1_000_000, 1_000_000))
         native.library.cache_clear()
         assert native.library() is not None
     finally:

@@ -1,11 +1,12 @@
 """Optional native kernels (C, loaded with ctypes), each with the torch path as its fallback.
 
-One kernel so far: New CARN's head conv and residual body (``new_carn.c``), every block fused into
-two passes over an NHWC image. It is built by ``make setup`` (``python -m engine.fast.native``) with the C
-compiler of the machine; without one, or on a CPU without AVX2/FMA, or with ``MEDSR_NATIVE=0``,
-``available()`` is False and the fast forms stay in torch. Results equal torch's within 1e-4
-(tests/engine/test_native.py). ctypes releases the GIL for the call, so the viewer's GUI thread
-runs while a worker is inside it.
+Two kernels: New CARN's head conv and residual body (``new_carn.c``), every block fused into two
+passes over an NHWC image; and Meta-SRGAN's decode of a zoom box (``meta_decode.c``), the mixed
+hidden units of the weight-prediction MLP summed per output pixel in one pass. They are built by
+``make setup`` (``python -m engine.fast.native``) with the machine's C compiler; without one, on a
+CPU without AVX2/FMA, or with ``MEDSR_NATIVE=0``, ``available()`` is False and the fast forms stay
+in torch. Results equal torch's within 1e-4 (tests/engine/test_native.py, test_fast_paths.py).
+ctypes releases the GIL for the call, so the viewer's GUI thread runs while a worker is inside it.
 """
 
 from __future__ import annotations
@@ -26,9 +27,10 @@ from torch import nn
 log = logging.getLogger(__name__)
 
 HERE = Path(__file__).resolve().parent
-SOURCE = HERE / "new_carn.c"
+SOURCES = (HERE / "new_carn.c", HERE / "meta_decode.c")
 LIBRARY = HERE / ("medsr_native.dll" if sys.platform == "win32" else "libmedsr_native.so")
-INNER = ANCHORS = 8  # the sizes the kernel is compiled for (shipped New CARN 13-8-8)
+INNER = ANCHORS = 8  # the sizes the New CARN kernel is compiled for (shipped 13-8-8)
+MAX_UNITS = 256  # the most mixed hidden units the Meta-Upscale decode takes (meta_decode.c)
 CFLAGS = ("-O3", "-fPIC", "-shared", "-fopenmp", "-Wall")
 
 
@@ -38,7 +40,7 @@ def build(compiler: str | None = None) -> Path:
     if not cc:
         raise RuntimeError("no C compiler found (set CC); the torch path stays in use")
     tmp = LIBRARY.with_name(LIBRARY.name + ".tmp")
-    subprocess.run([cc, *CFLAGS, "-o", str(tmp), str(SOURCE), "-lm"], check=True)
+    subprocess.run([cc, *CFLAGS, "-o", str(tmp), *map(str, SOURCES), "-lm"], check=True)
     os.replace(tmp, LIBRARY)
     library.cache_clear()
     return LIBRARY
@@ -49,8 +51,9 @@ def library() -> ctypes.CDLL | None:
     """The loaded kernels, or None (not built, stale, disabled, or this CPU lacks AVX2/FMA)."""
     if os.environ.get("MEDSR_NATIVE", "1") == "0" or not LIBRARY.exists():
         return None
-    if SOURCE.exists() and SOURCE.stat().st_mtime > LIBRARY.stat().st_mtime:
-        log.warning("%s is older than %s: run `make setup` to rebuild it; using torch", LIBRARY, SOURCE)
+    stale = [s.name for s in SOURCES if s.exists() and s.stat().st_mtime > LIBRARY.stat().st_mtime]
+    if stale:
+        log.warning("%s is older than %s: run `make setup` to rebuild it; using torch", LIBRARY, stale)
         return None
     try:
         lib = ctypes.CDLL(str(LIBRARY))
@@ -63,6 +66,8 @@ def library() -> ctypes.CDLL | None:
     i = ctypes.c_int
     lib.medsr_new_carn_trunk.argtypes = [f, f, f, i, i, i, f, f, i, f, f, f, f, f, f, i]
     lib.medsr_new_carn_trunk.restype = ctypes.c_int
+    lib.medsr_meta_decode.argtypes = [f, ctypes.c_float, f, i, i, i, f, f, i, f, f, i, f, f, f, i]
+    lib.medsr_meta_decode.restype = ctypes.c_int
     return lib
 
 
@@ -142,3 +147,31 @@ class NativeNewCARNTrunk(nn.Module):
         if status != 0:
             raise RuntimeError(f"native New CARN kernel failed (status {status})")
         return padded[:, 1:-1, 1:-1].permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
+
+
+def meta_decode(q: torch.Tensor, g: torch.Tensor, scale: float, row_pixel: torch.Tensor,
+                row_offset: torch.Tensor, col_pixel: torch.Tensor, col_offset: torch.Tensor,
+                u: torch.Tensor, minus_v: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
+    """Add one image's Meta-Upscale residual for a box into ``out`` (bh, bw), which holds the bicubic
+    skip: q (h, w, 4) and g (h, w, M) are the slice's maps, row_* / col_* the box's LR pixels and
+    offsets, u (bh, M) and minus_v (bw, M) the mixed units' row and column terms."""
+    lib = library()
+    if lib is None:
+        raise RuntimeError("the native kernels are not available here")
+    h, w, units = g.shape
+    bh, bw = out.shape
+    tensors = [q, g, row_pixel, row_offset, col_pixel, col_offset, u, minus_v, out]
+    if not all(t.is_contiguous() and t.device.type == "cpu" for t in tensors):
+        raise ValueError("meta_decode needs contiguous CPU tensors")
+    if row_pixel.dtype != torch.int64 or col_pixel.dtype != torch.int64 or any(
+            t.dtype != torch.float32 for t in (q, g, row_offset, col_offset, u, minus_v, out)):
+        raise ValueError("meta_decode needs int64 pixel indices and float32 values")
+    if q.shape != (h, w, 4) or u.shape != (bh, units) or minus_v.shape != (bw, units):
+        raise ValueError("meta_decode: inconsistent shapes")
+    status = lib.medsr_meta_decode(
+        q.data_ptr(), 1.0 / scale, g.data_ptr(), h, w, units, row_pixel.data_ptr(), row_offset.data_ptr(),
+        bh, col_pixel.data_ptr(), col_offset.data_ptr(), bw, u.data_ptr(), minus_v.data_ptr(),
+        out.data_ptr(), torch.get_num_threads())
+    if status != 0:
+        raise RuntimeError(f"native Meta-Upscale decode failed (status {status})")
+    return out
