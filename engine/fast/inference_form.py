@@ -12,6 +12,9 @@ left alone (weights are trained against them). The rewrites, each exact up to fl
 - the bicubic skip of fixed-scale networks as banded matrix products (``engine.fast.resample``), and
   pixel shuffles as one permuting copy in the tensor's own layout;
 - Meta-SRGAN's upscale through ``engine.fast.meta_upscale`` (per-slice maps, no per-pixel kernels);
+- New CARN's head and body as one native call where ``engine.fast.native`` is built (no anchored
+  regression module is left then, so the rule below picks channels_last, which the kernel's NHWC
+  output already is);
 - channels_last memory layout by the rule below.
 
 Layout rule (measured with bench/models.py on the development CPU, both layouts of every network):

@@ -9,8 +9,9 @@
  * Layout: NHWC, channels innermost (8 floats = one vector). For block b, with x updated in place:
  *   pass 1 (regression) r = sum_k softmax_k(S * x + s) * (W_k x + w_k)        S: 3x3 anchor conv
  *   pass 2 (features)   x = x + F * r + f                                      F: 3x3 feature conv
- * Zero padding at the image borders, as torch's padding=1: both buffers carry a one-pixel zero border. Weights are packed by the caller
- * (engine/fast/native/__init__.py) so that the innermost index is the output channel:
+ * Zero padding at the image borders, as torch's padding=1: both buffers carry a one-pixel zero
+ * border. Weights are packed by the caller (engine/fast/native/__init__.py) so that the innermost
+ * index is the output channel:
  *   reg_w [b][k][i][c], reg_b [b][k][c], sim_w [b][ty][tx][i][a], sim_b [b][a],
  *   feat_w [b][ty][tx][i][o], feat_b [b][o].
  * Rows of all images are split among `threads` OpenMP threads, with a barrier between passes. The
