@@ -15,7 +15,9 @@ Units whose pre-activation has one sign over every offset and scale served are l
 they, the bias and every v term fold into four LR maps (r = oy*Qy + ox*Qx + Qs/s + Q0 + ...), so the
 convolution at encode computes 4 + (number of "mixed" units) maps, not hidden + 1 (``MetaMaps``).
 
-Per request, two exact formulations, chosen by an operation-count cost model:
+Where ``engine.fast.native`` is built, a request is one native pass (``native``: the pixelwise sum
+with each pixel's units in AVX2 vectors, 2-5x faster than either torch form). Otherwise, two exact
+torch formulations, chosen by an operation-count cost model:
 
 - ``gemm``: when offsets repeat (integer and simple rational scales) the coefficients of each offset
   class are applied to every LR pixel of the region in one GEMM, then each output pixel picks its
@@ -23,7 +25,7 @@ Per request, two exact formulations, chosen by an operation-count cost model:
 - ``pixelwise``: the mixed units evaluated per pixel, on output rows grouped by LR row (G gathered
   once per group and output column), in bands small enough to stay in cache: maximum, multiply, sum.
 
-Both equal ``MetaSRGAN.decode`` up to float32 summation order (tests: within 1e-4).
+All three equal ``MetaSRGAN.decode`` up to float32 summation order (tests: within 1e-4).
 """
 
 from __future__ import annotations
@@ -228,8 +230,8 @@ class FastMetaUpscale:
                 box: tuple[int, int, int, int]) -> torch.Tensor:
         """The box in one native pass per image (``engine.fast.native.meta_decode``), added into the
         bicubic skip."""
-        u = (rows.offset[:, None] * self.w_row + (self.w_scale / scale + self.b1)).contiguous()
-        minus_v = (cols.offset[:, None] * -self.w_col).contiguous()
+        u, v = self._unit_terms(rows, cols, scale)
+        minus_v = (-v).contiguous()
         out = bicubic_resize_box(maps.lr, size, box).contiguous()
         for n in range(out.shape[0]):
             native_kernels.meta_decode(maps.q[n], maps.g[n], scale, rows.pixel, rows.offset, cols.pixel,
@@ -243,8 +245,7 @@ class FastMetaUpscale:
         return self._plan(rows, cols, scale, method)[0]
 
     def _plan(self, rows: _Axis, cols: _Axis, scale: float, method: str) -> tuple[DecodePlan, dict]:
-        u = rows.offset[:, None] * self.w_row + (self.w_scale / scale + self.b1)  # (bh, M)
-        v = cols.offset[:, None] * self.w_col  # (bw, M)
+        u, v = self._unit_terms(rows, cols, scale)
         uniq_y, class_y = torch.unique(rows.remainder, return_inverse=True)
         uniq_x, class_x = torch.unique(cols.remainder, return_inverse=True)
         classes = len(uniq_y) * len(uniq_x)
@@ -271,7 +272,12 @@ class FastMetaUpscale:
             "groups": (gy, gx),
         }
 
-    # --- the two formulations -------------------------------------------------------------------
+    def _unit_terms(self, rows: _Axis, cols: _Axis, scale: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """The mixed units' row terms u (bh, M) and column terms v (bw, M): z = u(i) + v(j)."""
+        u = rows.offset[:, None] * self.w_row + (self.w_scale / scale + self.b1)
+        return u.contiguous(), cols.offset[:, None] * self.w_col
+
+    # --- the two torch formulations -------------------------------------------------------------------
     @staticmethod
     def _linear_weight(scale: float) -> torch.Tensor:
         """(4, 3): the maps (Qy, Qx, Qs, Q0) -> the (oy, ox, constant) coefficients at this scale."""

@@ -54,20 +54,25 @@ _TABLES: OrderedDict[tuple, _AxisWeights] = OrderedDict()
 _TABLES_LOCK = threading.Lock()
 
 
+def _cached(table: OrderedDict, key: tuple, build):
+    """``table[key]``, built by ``build()`` on a miss; least recently used entries beyond _CACHE go."""
+    with _TABLES_LOCK:
+        hit = table.get(key)
+        if hit is not None:
+            table.move_to_end(key)
+            return hit
+    hit = build()
+    with _TABLES_LOCK:
+        table[key] = hit
+        while len(table) > _CACHE:
+            table.popitem(last=False)
+    return hit
+
+
 def axis_weights(in_size: int, out_size: int, like: torch.Tensor) -> _AxisWeights:
     """The (cached) bicubic weights of one axis, in ``like``'s dtype and device."""
-    key = (in_size, out_size, like.dtype, like.device)
-    with _TABLES_LOCK:
-        hit = _TABLES.get(key)
-        if hit is not None:
-            _TABLES.move_to_end(key)
-            return hit
-    hit = _axis_weights(in_size, out_size, like)
-    with _TABLES_LOCK:
-        _TABLES[key] = hit
-        while len(_TABLES) > _CACHE:
-            _TABLES.popitem(last=False)
-    return hit
+    return _cached(_TABLES, (in_size, out_size, like.dtype, like.device),
+                   lambda: _axis_weights(in_size, out_size, like))
 
 
 def bicubic_resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -103,18 +108,8 @@ def _box_blocks(in_size: int, out_size: int, start: int, stop: int, like: torch.
 
     Cached (a few KB each): a fixed-scale network's skip asks for the same whole-image boxes at every
     slice, and building them is ~20 small tensor operations (0.5 ms of an 80^2 -> 320^2 upscale)."""
-    key = (in_size, out_size, start, stop, like.dtype, like.device)
-    with _TABLES_LOCK:
-        hit = _BOXES.get(key)
-        if hit is not None:
-            _BOXES.move_to_end(key)
-            return hit
-    blocks = _build_box_blocks(in_size, out_size, start, stop, like)
-    with _TABLES_LOCK:
-        _BOXES[key] = blocks
-        while len(_BOXES) > _CACHE:
-            _BOXES.popitem(last=False)
-    return blocks
+    return _cached(_BOXES, (in_size, out_size, start, stop, like.dtype, like.device),
+                   lambda: _build_box_blocks(in_size, out_size, start, stop, like))
 
 
 def _build_box_blocks(in_size: int, out_size: int, start: int, stop: int, like: torch.Tensor):
