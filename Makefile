@@ -18,7 +18,7 @@ $(STAMP): pyproject.toml constraints-cpu.txt
 # Optional native kernels (engine/fast/native): built with the machine's C compiler; without one the
 # torch path is used and this prints why.
 NATIVE := engine/fast/native/libmedsr_native.so
-$(NATIVE): engine/fast/native/new_carn.c $(STAMP)
+$(NATIVE): $(wildcard engine/fast/native/*.c) $(STAMP)
 	$(BIN)/python -m engine.fast.native
 
 setup: $(STAMP) $(NATIVE)

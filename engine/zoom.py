@@ -28,6 +28,7 @@ import torch
 
 from engine.devices import intra_op_threads
 from engine.errors import ModelError
+from engine.fast import native
 from engine.fast.inference_form import FastMetaSRGAN, inference_form
 from engine.fast.meta_upscale import MetaMaps
 from engine.fast.resample import axis_weights, bicubic_resize_box
@@ -43,13 +44,24 @@ DEFAULT_CAPACITY = 4  # encoded slices kept (about 50 MB each for a 256^2 slice 
 
 @dataclass(frozen=True)
 class ZoomResult:
-    """One rendered region: ``image`` (y1-y0, x1-x0) float32 in original units."""
+    """One rendered region: ``image`` (y1-y0, x1-x0) float32 in original units; ``shown``, where asked
+    for, the same windowed to uint8 for display (see ``windowed``)."""
 
     image: np.ndarray
     scale: float
     box: Box
     source: Source
     note: str = ""
+    shown: np.ndarray | None = None
+
+
+def windowed(values: np.ndarray, levels: tuple[float, float]) -> np.ndarray:
+    """``values`` as pyqtgraph shows them through ``levels``: (v - lo) * 255 / (hi - lo), clipped to
+    0..255, truncated to uint8. A display image built here paints without pyqtgraph's float pass."""
+    lo, hi = levels
+    gain = np.float32(255.0 / (hi - lo if hi != lo else 1.0))
+    out = (np.asarray(values, dtype=np.float32) - np.float32(lo)) * gain
+    return np.clip(out, 0.0, 255.0, out=out).astype(np.uint8)
 
 
 @dataclass(frozen=True)
@@ -208,14 +220,23 @@ class ZoomEngine:
         return ZoomResult(self._original_units(up, entry), scale, box, source, note)
 
     @staticmethod
-    def placeholder(image: np.ndarray, scale: float, box: Box) -> ZoomResult:
+    def placeholder(image: np.ndarray, scale: float, box: Box,
+                    levels: tuple[float, float] | None = None) -> ZoomResult:
         """Bicubic of the region ``box`` of ``image`` (original units) at ``scale``, until SR is ready
-        (needs no encoded slice: a viewer shows it before the first encode is done)."""
+        (needs no encoded slice: a viewer shows it before the first encode is done). With ``levels``,
+        also ``shown``: the region windowed for display."""
         image = np.asarray(image, dtype=np.float32)
         scale = _check_scale(scale)
         size = output_size(image.shape[0], image.shape[1], scale)
         box = _check_box(box, size, scale)
-        return ZoomResult(_bicubic_region(image, size, box), scale, box, "bicubic", "placeholder")
+        # one native call where built: no torch call, each of which would give the GIL up to workers
+        fused = native.bicubic_box_shown(image, size, box, levels) if levels is not None else None
+        if fused is not None:
+            region, shown = fused
+        else:
+            region = _bicubic_region(image, size, box)
+            shown = windowed(region, levels) if levels is not None else None
+        return ZoomResult(region, scale, box, "bicubic", "placeholder", shown)
 
     @staticmethod
     def _original_units(sr: torch.Tensor, entry: EncodedSlice) -> np.ndarray:
@@ -223,6 +244,9 @@ class ZoomEngine:
 
 
 def _bicubic_region(image: np.ndarray, size: tuple[int, int], box: Box) -> np.ndarray:
+    region = native.bicubic_box(image, size, box)  # no torch call: each would release the GIL
+    if region is not None:
+        return region
     with torch.inference_mode():
         x = torch.from_numpy(np.ascontiguousarray(image))[None, None]
         return bicubic_resize_box(x, size, box)[0, 0].numpy()

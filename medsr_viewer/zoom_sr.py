@@ -28,7 +28,7 @@ from PySide6.QtCore import QObject, QRectF, Signal
 
 from engine.errors import ModelError
 from engine.models import get_card
-from engine.zoom import ZoomEngine, ZoomResult, range_source
+from engine.zoom import ZoomEngine, ZoomResult, range_source, windowed
 from medsr_viewer.comparison import ComparisonController
 from medsr_viewer.model_cache import BICUBIC
 from medsr_viewer.panels import SlicePanel, ViewLink, two_line
@@ -149,6 +149,7 @@ class ZoomSR(QObject):
         self._ahead = 1  # the last slice step's direction: prefetch that way first
         self._last_change = time.monotonic()
 
+        self._values: dict[pg.ImageItem, np.ndarray] = {}  # what each overlay shows, original units
         self.sr_placeholder = _overlay(sr_panel, OVERLAY_Z)
         self.sr_item = _overlay(sr_panel, OVERLAY_Z + 0.5)  # over the placeholder: a pan keeps it
         self.bicubic_item = _overlay(bicubic_panel, OVERLAY_Z)
@@ -229,9 +230,12 @@ class ZoomSR(QObject):
 
     def _show_placeholder(self, view: ZoomView, image: np.ndarray) -> None:
         region = view.region
-        bicubic = ZoomEngine.placeholder(image, region.scale, region.box)
-        self._place(self.sr_placeholder, bicubic.image, region)
-        self._place(self.bicubic_item, bicubic.image, region)
+        wl = self.state.window
+        bicubic = ZoomEngine.placeholder(image, region.scale, region.box, levels=(wl.low, wl.high))
+        # both panels paint one uint8 image, windowed in the same pass as the bicubic: pyqtgraph's
+        # float path (a NaN scan and a rescale per panel) was a third of the placeholder's time
+        self._place(self.sr_placeholder, bicubic.image, region, bicubic.shown)
+        self._place(self.bicubic_item, bicubic.image, region, bicubic.shown)
         self._cover_base_images(True)
         if self.shown_view is not None and (
             self.shown_view.key != view.key or self.shown_view.region.scale != region.scale
@@ -241,11 +245,21 @@ class ZoomSR(QObject):
         self._label(view, ready=False)
         self.placeholderShown.emit(view)
 
-    def _place(self, item: pg.ImageItem, image: np.ndarray, region: ZoomRegion) -> None:
+    def _place(self, item: pg.ImageItem, image: np.ndarray, region: ZoomRegion,
+               shown: np.ndarray | None = None) -> None:
+        """Put ``image`` (original units) on ``item``; ``shown``: the same already windowed to uint8."""
         wl = self.state.window
-        item.setImage(image, levels=(wl.low, wl.high))
+        self._values[item] = image
+        if shown is not None:
+            item.setImage(shown, levels=(0, 255))
+        else:
+            item.setImage(image, levels=(wl.low, wl.high))
         item.setRect(QRectF(*region.rect_mm))
         item.setVisible(True)
+
+    def values(self, item: pg.ImageItem) -> np.ndarray | None:
+        """What ``item`` shows, in original units (its own image may be a windowed uint8 copy)."""
+        return self._values.get(item)
 
     def _cover_base_images(self, covered: bool) -> None:
         """The overlays cover every visible pixel of the panels' own images (the region is the visible
@@ -256,7 +270,11 @@ class ZoomSR(QObject):
 
     def _set_levels(self, levels: tuple[float, float]) -> None:
         for item in (self.sr_placeholder, self.sr_item, self.bicubic_item):
-            if item.image is not None:
+            if item.image is None:
+                continue
+            if item.image.dtype == np.uint8:  # a windowed copy: window the values again
+                item.setImage(windowed(self._values[item], levels), levels=(0, 255))
+            else:
                 item.setLevels(levels)
 
     def _deactivate(self) -> None:

@@ -92,6 +92,45 @@ def test_native_meta_decode_equals_the_reference_on_a_real_slice(lib, real_slice
             torch.testing.assert_close(fast.decode(maps, scale, box), out, atol=0, rtol=0)  # auto = native
 
 
+# (output size, box) of a real 256^2-ish slice: a zoom box inside, one at the borders, the whole image,
+# a downscale, and a 1 x 1 box
+BICUBIC_CASES = [((563, 563), (101, 37, 512, 549)), ((640, 480), (0, 0, 640, 480)),
+                 ((300, 700), (299, 0, 300, 700)), ((100, 90), (0, 0, 100, 90)), ((257, 300), (5, 7, 6, 8))]
+
+
+@pytest.mark.parametrize("size,box", BICUBIC_CASES)
+def test_native_bicubic_box_equals_the_reference_on_a_real_slice(lib, real_slice, size, box):
+    from engine.fast.resample import bicubic_resize_box
+    from engine.models.blocks import bicubic_upsample_box
+    from engine.zoom import windowed
+
+    hu = real_slice * 1400.0 - 1000.0  # in HU-like units: the tolerance is relative to the span
+    reference = bicubic_upsample_box(hu.double(), size, box).float()
+    batch = torch.cat([hu, hu.flip(-1)])
+    out = native.bicubic_box(batch, size, box)
+    assert isinstance(out, torch.Tensor) and out.shape == (2, 1, box[2] - box[0], box[3] - box[1])
+    torch.testing.assert_close(out[:1], reference, atol=TOL * 1400, rtol=0)
+    torch.testing.assert_close(out[1:], bicubic_upsample_box(hu.flip(-1).double(), size, box).float(),
+                               atol=TOL * 1400, rtol=0)
+    # the resampler takes the native path, and its torch path gives the same
+    torch.testing.assert_close(bicubic_resize_box(hu, size, box), out[:1], atol=0, rtol=0)
+    with native.switched_off():
+        assert native.bicubic_box(hu, size, box) is None
+        torch.testing.assert_close(bicubic_resize_box(hu, size, box), reference, atol=TOL * 1400, rtol=0)
+    # an array in, an array out; the windowed display copy is what engine.zoom.windowed makes of it
+    values, shown = native.bicubic_box_shown(hu[0, 0].numpy(), size, box, (-200.0, 300.0))
+    np.testing.assert_allclose(values, reference[0, 0].numpy(), atol=TOL * 1400, rtol=0)
+    assert shown.dtype == np.uint8
+    assert np.abs(shown.astype(int) - windowed(values, (-200.0, 300.0)).astype(int)).max() <= 1
+
+
+def test_native_bicubic_box_refuses_what_it_does_not_take(lib, real_slice):
+    assert native.bicubic_box(real_slice.double(), (300, 300), (0, 0, 300, 300)) is None
+    assert native.bicubic_box(real_slice.numpy().astype(np.float64), (300, 300), (0, 0, 300, 300)) is None
+    with pytest.raises(ValueError, match="bad sizes"):
+        native.bicubic_box(real_slice, (300, 300), (0, 0, 301, 300))
+
+
 def test_native_is_only_used_where_it_fits(lib):
     wide = prepare_for_inference(build_model("new_carn", 2, inner=16))
     assert not NativeNewCARNTrunk.supports(wide.head, wide.body)

@@ -13,8 +13,8 @@ from PySide6.QtCore import QPoint, Qt
 
 from engine.models import build_model
 from engine.weights import save_weights
-from engine.zoom import ZoomEngine
-from medsr_viewer.state import ENHANCE, SIMULATE
+from engine.zoom import ZoomEngine, windowed
+from medsr_viewer.state import ENHANCE, SIMULATE, WindowLevel
 from medsr_viewer.synthetic_input import send_wheel
 from medsr_viewer.zoom_region import display_scale, visible_region
 
@@ -145,9 +145,20 @@ def test_zoomed_sr_is_the_engines_render_at_exactly_the_display_scale(
     expected = zoom.engine.render(key, scale, box).image
     span = win.state.loaded.normalizer.span
     np.testing.assert_allclose(zoom.sr_item.image, expected, atol=1e-4 * span, rtol=0)
+    bicubic_values = zoom.values(zoom.bicubic_item)
     np.testing.assert_allclose(
-        zoom.bicubic_item.image, ZoomEngine.placeholder(layer.image, scale, box).image, atol=1e-4 * span
+        bicubic_values, ZoomEngine.placeholder(layer.image, scale, box).image, atol=1e-4 * span
     )
+    # the bicubic panel paints its values windowed to uint8, through the state's window
+    wl = win.state.window
+    assert zoom.bicubic_item.image.dtype == np.uint8
+    assert np.abs(zoom.bicubic_item.image.astype(int)
+                  - windowed(bicubic_values, (wl.low, wl.high)).astype(int)).max() <= 1
+    narrower = WindowLevel(wl.level, wl.width / 2)  # a new window re-windows the values, not the bytes
+    win.state.window = narrower
+    rewindowed = windowed(bicubic_values, (narrower.low, narrower.high))
+    np.testing.assert_array_equal(zoom.bicubic_item.image, rewindowed)
+    win.state.window = wl
     assert f"meta_srgan ×{scale:.3g}</b>" in sr.title.text() and "display scale" in sr.title.text()
     assert "display scale" in bicubic.title.text()
 
@@ -248,3 +259,21 @@ def test_the_wheel_preference_swaps_zoom_and_slices_and_persists(qtbot, make_win
     again = make_window(settings_file="wheel.ini")
     assert not again.act_wheel_zooms.isChecked()
     assert all(not vb.wheel_zooms for vb in again.workspace.link.views)
+
+
+def test_windowed_display_copy_paints_as_pyqtgraph_paints_the_values(qtbot, cspine):
+    """The placeholder's uint8 copy looks exactly like the float image pyqtgraph would have windowed."""
+    import pyqtgraph as pg
+
+    from engine.io import load_volume
+
+    data = np.asarray(load_volume(cspine).data, dtype=np.float32)
+    values = np.ascontiguousarray(data[:, :, data.shape[2] // 2])
+    levels = (float(np.percentile(values, 5)), float(np.percentile(values, 90)))
+    item = pg.ImageItem(axisOrder="row-major")
+    item.setImage(values, levels=levels)
+    item.render()
+    qimage = item.qimage
+    rows = np.frombuffer(qimage.constBits(), dtype=np.uint8).reshape(qimage.height(), qimage.bytesPerLine())
+    assert qimage.format() == qimage.Format.Format_Grayscale8
+    np.testing.assert_array_equal(rows[:, : values.shape[1]], windowed(values, levels))

@@ -1,8 +1,9 @@
 """Optional native kernels (C, loaded with ctypes), each with the torch path as its fallback.
 
-Two kernels: New CARN's head conv and residual body (``new_carn.c``), every block fused into two
-passes over an NHWC image; and Meta-SRGAN's decode of a zoom box (``meta_decode.c``), the mixed
-hidden units of the weight-prediction MLP summed per output pixel in one pass. They are built by
+Three kernels: New CARN's head conv and residual body (``new_carn.c``), every block fused into two
+passes over an NHWC image; Meta-SRGAN's decode of a zoom box (``meta_decode.c``), the mixed hidden
+units of the weight-prediction MLP summed per output pixel in one pass; and the bicubic upscale of a
+box (``bicubic_box.c``), the zoom placeholder and every network's bicubic skip. They are built by
 ``make setup`` (``python -m engine.fast.native``) with the machine's C compiler; without one, on a
 CPU without AVX2/FMA, or with ``MEDSR_NATIVE=0``, ``available()`` is False and the fast forms stay
 in torch. Results equal torch's within 1e-4 (tests/engine/test_native.py, test_fast_paths.py).
@@ -21,13 +22,14 @@ from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
 log = logging.getLogger(__name__)
 
 HERE = Path(__file__).resolve().parent
-SOURCES = (HERE / "new_carn.c", HERE / "meta_decode.c")
+SOURCES = (HERE / "new_carn.c", HERE / "meta_decode.c", HERE / "bicubic_box.c")
 LIBRARY = HERE / ("medsr_native.dll" if sys.platform == "win32" else "libmedsr_native.so")
 INNER = ANCHORS = 8  # the sizes the New CARN kernel is compiled for (shipped 13-8-8)
 MAX_UNITS = 256  # the most mixed hidden units the Meta-Upscale decode takes (meta_decode.c)
@@ -43,6 +45,7 @@ def build(compiler: str | None = None) -> Path:
     subprocess.run([cc, *CFLAGS, "-o", str(tmp), *map(str, SOURCES), "-lm"], check=True)
     os.replace(tmp, LIBRARY)
     library.cache_clear()
+    _py_dll.cache_clear()
     return LIBRARY
 
 
@@ -175,3 +178,60 @@ def meta_decode(q: torch.Tensor, g: torch.Tensor, scale: float, row_pixel: torch
     if status != 0:
         raise RuntimeError(f"native Meta-Upscale decode failed (status {status})")
     return out
+
+
+def _library_holding_gil() -> ctypes.PyDLL | None:
+    """The same library through PyDLL: its calls keep the interpreter lock. For sub-millisecond calls
+    on the GUI thread: giving the lock up and taking it back costs up to the interpreter's switch
+    interval (5 ms) whenever a worker thread is running Python."""
+    return _py_dll() if library() is not None else None
+
+
+@lru_cache(maxsize=1)
+def _py_dll() -> ctypes.PyDLL:
+    lib = ctypes.PyDLL(str(LIBRARY))
+    f, i = ctypes.c_void_p, ctypes.c_int
+    lib.medsr_bicubic_box.argtypes = [f, i, i, i, i, i, i, i, i, i, f, ctypes.c_float, ctypes.c_float, f]
+    lib.medsr_bicubic_box.restype = ctypes.c_int
+    return lib
+
+
+def bicubic_box(x: torch.Tensor | np.ndarray, size: tuple[int, int], box: tuple[int, int, int, int]
+                 ) -> torch.Tensor | np.ndarray | None:
+    """The region box = (y0, x0, y1, x1) of the bicubic upscale of ``x`` to ``size``, in one native
+    call that keeps the interpreter lock: ``x`` is a tensor (N, C, h, w) or an array (..., h, w), and
+    the result is of the same kind. None where the kernel does not apply (not built, switched off, not
+    float32, not on the CPU)."""
+    if isinstance(x, torch.Tensor):
+        if x.dtype != torch.float32 or x.device.type != "cpu" or x.requires_grad:
+            return None
+        out = _bicubic_box(x.detach().contiguous().numpy(), size, box, None)
+        return None if out is None else torch.from_numpy(out[0])
+    out = _bicubic_box(x, size, box, None)
+    return None if out is None else out[0]
+
+
+def bicubic_box_shown(image: np.ndarray, size: tuple[int, int], box: tuple[int, int, int, int],
+                      levels: tuple[float, float]) -> tuple[np.ndarray, np.ndarray] | None:
+    """``bicubic_box`` of a float32 array, and the same values windowed to uint8 by ``levels`` as
+    pyqtgraph would show them (``engine.zoom.windowed``), from the same pass; None where the kernel
+    does not apply."""
+    return _bicubic_box(image, size, box, levels)
+
+
+def _bicubic_box(x: np.ndarray, size, box, levels) -> tuple[np.ndarray, np.ndarray | None] | None:
+    lib = _library_holding_gil() if not _switched_off else None
+    if lib is None or x.ndim < 2 or x.dtype != np.float32:
+        return None
+    img = np.ascontiguousarray(x)
+    *lead, h, w = img.shape
+    y0, x0, y1, x1 = box
+    out = np.empty((*lead, y1 - y0, x1 - x0), dtype=np.float32)
+    shown = None if levels is None else np.empty(out.shape, dtype=np.uint8)
+    lo, hi = levels if levels is not None else (0.0, 1.0)
+    planes = int(np.prod(lead)) if lead else 1
+    status = lib.medsr_bicubic_box(img.ctypes.data, planes, h, w, size[0], size[1], y0, x0, y1, x1,
+                                   out.ctypes.data, lo, hi, None if shown is None else shown.ctypes.data)
+    if status != 0:
+        raise ValueError(f"bicubic box {box} of a {h}x{w} -> {size[0]}x{size[1]} upscale: bad sizes")
+    return out, shown
