@@ -51,12 +51,28 @@ def test_kernel_is_built_and_usable_on_this_machine(lib):
     assert lib.medsr_new_carn_channels() == native.INNER * 100 + native.ANCHORS
 
 
+@pytest.fixture(params=["avx512", "avx2"])
+def layout(request, lib):
+    """Each New CARN kernel this CPU can run: the AVX-512 planar one where it has AVX-512, and the AVX2
+    NHWC one (switched to on the same machine)."""
+    if request.param == "avx512":
+        if not lib.medsr_native_avx512_supported():
+            pytest.skip("this CPU has no AVX-512: only the AVX2 kernel runs here")
+        assert native.use_avx512()
+        yield request.param
+    else:
+        with native.avx512_switched_off():
+            assert not native.use_avx512()
+            yield request.param
+
+
 @pytest.mark.parametrize("scale", [2.0, 3.0, 4.0])
 @pytest.mark.parametrize("threads", [1, 2])
-def test_native_trunk_equals_torch_on_a_real_slice(lib, real_slice, scale, threads):
+def test_native_trunk_equals_torch_on_a_real_slice(lib, layout, real_slice, scale, threads):
     model = prepare_for_inference(load_weights(shipped_weights_path("new_carn", scale)).model)
     trunk = NativeNewCARNTrunk(model.head, model.body)
-    # a 37 x 53 crop (width not a multiple of the kernel's 4-pixel groups) and the whole slice, batched
+    # a 37 x 53 crop (width not a multiple of either kernel's pixel groups: 4 and 16) and the whole
+    # slice, batched
     crop = real_slice[..., 40:77, 30:83]
     batch = torch.cat([crop, crop.flip(-1)])
     before = torch.get_num_threads()
@@ -177,3 +193,9 @@ def test_the_kernel_shares_torchs_openmp_runtime(lib):
     with open("/proc/self/maps") as fh:
         gomp = {line.split()[-1] for line in fh if "libgomp" in line}
     assert len(gomp) == 1, gomp
+
+
+def test_avx512_layout_follows_the_cpu_and_its_switch(lib, monkeypatch):
+    assert native.use_avx512() == bool(lib.medsr_native_avx512_supported())
+    monkeypatch.setenv("MEDSR_NATIVE_AVX512", "0")
+    assert not native.use_avx512()

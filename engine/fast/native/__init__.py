@@ -1,7 +1,8 @@
 """Optional native kernels (C, loaded with ctypes), each with the torch path as its fallback.
 
 Three kernels: New CARN's head conv and residual body (``new_carn.c``), every block fused into two
-passes over an NHWC image; Meta-SRGAN's decode of a zoom box (``meta_decode.c``), the mixed hidden
+passes over an NHWC image (``new_carn_avx512.c``: the same over planar images, 16 pixels a vector,
+on CPUs with AVX-512, where 8-channel AVX2 vectors use half the FMA width); Meta-SRGAN's decode of a zoom box (``meta_decode.c``), the mixed hidden
 units of the weight-prediction MLP summed per output pixel in one pass; and the bicubic upscale of a
 box (``bicubic_box.c``), the zoom placeholder and every network's bicubic skip. They are built by
 ``make setup`` (``python -m engine.fast.native``) with the machine's C compiler; without one, on a
@@ -29,7 +30,7 @@ from torch import nn
 log = logging.getLogger(__name__)
 
 HERE = Path(__file__).resolve().parent
-SOURCES = (HERE / "new_carn.c", HERE / "meta_decode.c", HERE / "bicubic_box.c")
+SOURCES = (HERE / "new_carn.c", HERE / "new_carn_avx512.c", HERE / "meta_decode.c", HERE / "bicubic_box.c")
 LIBRARY = HERE / ("medsr_native.dll" if sys.platform == "win32" else "libmedsr_native.so")
 INNER = ANCHORS = 8  # the sizes the New CARN kernel is compiled for (shipped 13-8-8)
 MAX_UNITS = 256  # the most mixed hidden units the Meta-Upscale decode takes (meta_decode.c)
@@ -69,12 +70,33 @@ def library() -> ctypes.CDLL | None:
     i = ctypes.c_int
     lib.medsr_new_carn_trunk.argtypes = [f, f, f, i, i, i, f, f, i, f, f, f, f, f, f, i]
     lib.medsr_new_carn_trunk.restype = ctypes.c_int
+    lib.medsr_new_carn_trunk_planar.argtypes = [f, f, f, i, i, i, f, f, i, f, f, f, f, f, f, i]
+    lib.medsr_new_carn_trunk_planar.restype = ctypes.c_int
     lib.medsr_meta_decode.argtypes = [f, ctypes.c_float, f, i, i, i, f, f, i, f, f, i, f, f, f, i]
     lib.medsr_meta_decode.restype = ctypes.c_int
     return lib
 
 
 _switched_off = False
+_avx512_off = False
+
+
+def use_avx512() -> bool:
+    """New CARN's kernel in its AVX-512 layout: on CPUs that have it, unless ``MEDSR_NATIVE_AVX512=0``
+    or ``avx512_switched_off()`` (which the tests use to run the AVX2 kernel on the same machine)."""
+    lib = library()
+    return (lib is not None and not _avx512_off and os.environ.get("MEDSR_NATIVE_AVX512", "1") != "0"
+            and bool(lib.medsr_native_avx512_supported()))
+
+
+@contextmanager
+def avx512_switched_off():
+    global _avx512_off
+    before, _avx512_off = _avx512_off, True
+    try:
+        yield
+    finally:
+        _avx512_off = before
 
 
 def available() -> bool:
@@ -121,6 +143,13 @@ class NativeNewCARNTrunk(nn.Module):
         for name, parts in (("reg_w", reg_w), ("reg_b", reg_b), ("sim_w", sim_w), ("sim_b", sim_b),
                             ("feat_w", feat_w), ("feat_b", feat_b)):
             self.register_buffer(name, torch.stack(parts).float().reshape(self.blocks, -1).contiguous())
+        # the AVX-512 kernel (new_carn_avx512.c) takes torch's own layouts
+        self.register_buffer("head_w_planar", head.weight.detach().float().reshape(-1).contiguous())
+        for name, convs in (("reg_w_planar", [b.regression.regressors for b in body]),
+                            ("sim_w_planar", [b.regression.similarity for b in body]),
+                            ("feat_w_planar", [b.features for b in body])):
+            self.register_buffer(name, torch.stack([c.weight.detach() for c in convs]).float()
+                                 .reshape(self.blocks, -1).contiguous())
 
     @staticmethod
     def supports(head: nn.Module, body: nn.Module) -> bool:
@@ -137,6 +166,8 @@ class NativeNewCARNTrunk(nn.Module):
         lib = library()  # built forms keep working inside switched_off(): it only stops new ones
         if lib is None or lr.dtype != torch.float32 or lr.device.type != "cpu" or lr.shape[1] != 1:
             raise RuntimeError("the native New CARN kernel is not available for this input")
+        if use_avx512():
+            return self._forward_planar(lib, lr)
         n, _, h, w = lr.shape
         img = lr.contiguous()
         # zero-padded NHWC buffers: the kernel's 3x3 convolutions then need no border cases
@@ -150,6 +181,20 @@ class NativeNewCARNTrunk(nn.Module):
         if status != 0:
             raise RuntimeError(f"native New CARN kernel failed (status {status})")
         return padded[:, 1:-1, 1:-1].permute(0, 3, 1, 2).contiguous(memory_format=torch.channels_last)
+
+    def _forward_planar(self, lib: ctypes.CDLL, lr: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = lr.shape
+        img = torch.nn.functional.pad(lr[:, 0], (1, 1, 1, 1)).contiguous()
+        x = lr.new_zeros(n, INNER, h + 2, w + 2)
+        scratch = torch.zeros_like(x)
+        status = lib.medsr_new_carn_trunk_planar(
+            img.data_ptr(), x.data_ptr(), scratch.data_ptr(), n, h, w, self.head_w_planar.data_ptr(),
+            self.head_b.data_ptr(), self.blocks, self.reg_w_planar.data_ptr(), self.reg_b.data_ptr(),
+            self.sim_w_planar.data_ptr(), self.sim_b.data_ptr(), self.feat_w_planar.data_ptr(),
+            self.feat_b.data_ptr(), torch.get_num_threads())
+        if status != 0:
+            raise RuntimeError(f"native New CARN kernel (AVX-512) failed (status {status})")
+        return x[:, :, 1:-1, 1:-1].contiguous(memory_format=torch.channels_last)
 
 
 def meta_decode(q: torch.Tensor, g: torch.Tensor, scale: float, row_pixel: torch.Tensor,
