@@ -199,3 +199,32 @@ def test_avx512_layout_follows_the_cpu_and_its_switch(lib, monkeypatch):
     assert native.use_avx512() == bool(lib.medsr_native_avx512_supported())
     monkeypatch.setenv("MEDSR_NATIVE_AVX512", "0")
     assert not native.use_avx512()
+
+
+@pytest.mark.parametrize("scale", [2.0, 3.0, 4.0])
+@pytest.mark.parametrize("threads", [1, 2])
+def test_native_carn_body_equals_torch_on_a_real_slice(lib, real_slice, scale, threads):
+    from engine.fast.native import NativeCARNBody
+
+    if not lib.medsr_native_avx512_supported():
+        pytest.skip("the CARN kernel is AVX-512 only: the torch path runs on this CPU")
+    model = prepare_for_inference(load_weights(shipped_weights_path("carn", scale)).model)
+    assert NativeCARNBody.supports(model.body)
+    body = NativeCARNBody(model.body)
+    crop = real_slice[..., 40:77, 30:83]  # 37 x 53: the last 16-pixel group of a row is partial
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.inference_mode():
+            for x in (torch.cat([crop, crop.flip(-1)]), real_slice):
+                features = model.extract(x)
+                torch.testing.assert_close(body(features), model.body(features), atol=TOL, rtol=0)
+            fast = inference_form(model)
+            assert any(isinstance(m, NativeCARNBody) for m in fast.modules())
+            torch.testing.assert_close(fast(real_slice, scale), model(real_slice, scale), atol=TOL, rtol=0)
+            with native.avx512_switched_off():  # a swapped body runs its own blocks again
+                reference = model(real_slice, scale)
+                torch.testing.assert_close(fast(real_slice, scale), reference, atol=TOL, rtol=0)
+                assert not any(isinstance(m, NativeCARNBody) for m in inference_form(model).modules())
+    finally:
+        torch.set_num_threads(before)

@@ -1,14 +1,16 @@
 """Optional native kernels (C, loaded with ctypes), each with the torch path as its fallback.
 
-Three kernels: New CARN's head conv and residual body (``new_carn.c``), every block fused into two
-passes over an NHWC image (``new_carn_avx512.c``: the same over planar images, 16 pixels a vector,
-on CPUs with AVX-512, where 8-channel AVX2 vectors use half the FMA width); Meta-SRGAN's decode of a zoom box (``meta_decode.c``), the mixed hidden
+Kernels: New CARN's head conv and residual body (``new_carn.c``), every block fused into two passes
+over an NHWC image; on CPUs with AVX-512 the same over planar images, 16 pixels a vector, where an
+8-channel AVX2 vector uses half the FMA width, and CARN's regression body in that layout
+(``new_carn_avx512.c``); Meta-SRGAN's decode of a zoom box (``meta_decode.c``), the mixed hidden
 units of the weight-prediction MLP summed per output pixel in one pass; and the bicubic upscale of a
 box (``bicubic_box.c``), the zoom placeholder and every network's bicubic skip. They are built by
 ``make setup`` (``python -m engine.fast.native``) with the machine's C compiler; without one, on a
 CPU without AVX2/FMA, or with ``MEDSR_NATIVE=0``, ``available()`` is False and the fast forms stay
 in torch. Results equal torch's within 1e-4 (tests/engine/test_native.py, test_fast_paths.py).
-ctypes releases the GIL for the call, so the viewer's GUI thread runs while a worker is inside it.
+ctypes releases the GIL for the network calls, so the viewer's GUI thread runs while a worker is inside
+one; the sub-millisecond bicubic keeps it (see ``_library_holding_gil``).
 """
 
 from __future__ import annotations
@@ -72,6 +74,8 @@ def library() -> ctypes.CDLL | None:
     lib.medsr_new_carn_trunk.restype = ctypes.c_int
     lib.medsr_new_carn_trunk_planar.argtypes = [f, f, f, i, i, i, f, f, i, f, f, f, f, f, f, i]
     lib.medsr_new_carn_trunk_planar.restype = ctypes.c_int
+    lib.medsr_carn_body_planar.argtypes = [f, f, i, i, i, i, f, f, f, f, i]
+    lib.medsr_carn_body_planar.restype = ctypes.c_int
     lib.medsr_meta_decode.argtypes = [f, ctypes.c_float, f, i, i, i, f, f, i, f, f, i, f, f, f, i]
     lib.medsr_meta_decode.restype = ctypes.c_int
     return lib
@@ -195,6 +199,55 @@ class NativeNewCARNTrunk(nn.Module):
         if status != 0:
             raise RuntimeError(f"native New CARN kernel (AVX-512) failed (status {status})")
         return x[:, :, 1:-1, 1:-1].contiguous(memory_format=torch.channels_last)
+
+
+class NativeCARNBody(nn.Module):
+    """CARN's regression blocks (``CARNBlock``: 8 channels, 8 anchors, 3x3 regressors) as one native
+    call on CPUs with AVX-512 (new_carn_avx512.c); elsewhere, or when switched off after the swap, the
+    blocks it replaced run as they were. (N, 8, h, w) in and out."""
+
+    def __init__(self, body: nn.Sequential):
+        super().__init__()
+        self.fallback = body
+        self.blocks = len(body)
+        regs = [b.regression for b in body]
+        for name, parts in (("reg_w", [r.regressors.weight for r in regs]),
+                            ("reg_b", [r.regressors.bias for r in regs]),
+                            ("sim_w", [r.similarity.weight for r in regs]),
+                            ("sim_b", [r.similarity.bias for r in regs])):
+            self.register_buffer(name, torch.stack([p.detach() for p in parts]).float()
+                                 .reshape(self.blocks, -1).contiguous())
+
+    @staticmethod
+    def supports(body: nn.Module) -> bool:
+        from engine.models.carn import CARNBlock
+
+        def fits(block: nn.Module) -> bool:
+            if not isinstance(block, CARNBlock):
+                return False
+            reg = block.regression
+            return (reg.inner == INNER and reg.anchors == ANCHORS and reg.regressors.kernel_size == (3, 3)
+                    and reg.regressors.padding == (1, 1) and reg.regressors.bias is not None
+                    and reg.similarity.bias is not None)
+
+        return isinstance(body, nn.Sequential) and len(body) > 0 and all(fits(b) for b in body)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lib = library()
+        if (lib is None or not use_avx512() or x.dtype != torch.float32 or x.device.type != "cpu"
+                or x.shape[1] != INNER):
+            return self.fallback(x)
+        n, _, h, w = x.shape
+        a = torch.nn.functional.pad(x, (1, 1, 1, 1)).contiguous()
+        b = torch.zeros_like(a)
+        status = lib.medsr_carn_body_planar(a.data_ptr(), b.data_ptr(), n, h, w, self.blocks,
+                                            self.reg_w.data_ptr(), self.reg_b.data_ptr(),
+                                            self.sim_w.data_ptr(), self.sim_b.data_ptr(),
+                                            torch.get_num_threads())
+        if status != 0:
+            raise RuntimeError(f"native CARN kernel failed (status {status})")
+        out = b if self.blocks % 2 else a
+        return out[:, :, 1:-1, 1:-1].contiguous()
 
 
 def meta_decode(q: torch.Tensor, g: torch.Tensor, scale: float, row_pixel: torch.Tensor,

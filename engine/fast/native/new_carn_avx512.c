@@ -1,5 +1,5 @@
 /* New CARN's head conv and residual body for CPUs with AVX-512: the same computation as new_carn.c,
- * laid out for 16-wide vectors.
+ * laid out for 16-wide vectors; and CARN's regression body (3x3 regressors) in the same layout.
  *
  * Why a second layout: new_carn.c keeps a pixel's 8 channels in one AVX2 vector, which is the
  * natural width there but only half an AVX-512 register, so on an AVX-512 CPU it reaches at most half
@@ -148,7 +148,72 @@ static void head_row(const job512_t *j, const float *img, const float *head_w, c
     }
 }
 
+/* One CARN block (3x3 regressors) on image row y: y_out = x + sum_k softmax_k(S * x + s) *
+ * (R_k * x + r_k). The block reads x's neighbourhood, so it writes another buffer. reg_w [k][c][i][ty][tx]
+ * (torch's (M*D, D, 3, 3), output channel k*D + c), sim_w [a][i][ty][tx]. */
+static void carn_block_row(int h, int w, const float *x, float *out_img, int y, const float *reg_w,
+                           const float *reg_b, const float *sim_w, const float *sim_b) {
+    const size_t stride = (size_t)w + 2, plane = stride * (h + 2);
+    for (int x0 = 0; x0 < w; x0 += V) {
+        const __mmask16 m = lanes(x0, w);
+        const float *src = x + (size_t)y * stride + x0;
+        __m512 s[M];
+        for (int a = 0; a < M; a++) s[a] = set1(sim_b[a]);
+        conv3x3(src, stride, plane, sim_w, s, m);
+        __m512 top = s[0];
+        for (int a = 1; a < M; a++) top = _mm512_max_ps(top, s[a]);
+        __m512 total = _mm512_setzero_ps();
+        for (int a = 0; a < M; a++) {
+            s[a] = exp_nonpositive(_mm512_sub_ps(s[a], top));
+            total = _mm512_add_ps(total, s[a]);
+        }
+        const __m512 inv = _mm512_div_ps(set1(1.0f), total);
+        const size_t centre = (size_t)(y + 1) * stride + x0 + 1;
+        __m512 out[D];
+        for (int c = 0; c < D; c++) out[c] = _mm512_maskz_loadu_ps(m, x + c * plane + centre);
+        for (int k = 0; k < M; k++) {
+            __m512 acc[D];
+            for (int c = 0; c < D; c++) acc[c] = set1(reg_b[k * D + c]);
+            conv3x3(src, stride, plane, reg_w + (size_t)k * D * D * 9, acc, m);
+            const __m512 weight = _mm512_mul_ps(s[k], inv);
+            for (int c = 0; c < D; c++) out[c] = _mm512_fmadd_ps(weight, acc[c], out[c]);
+        }
+        for (int c = 0; c < D; c++) _mm512_mask_storeu_ps(out_img + c * plane + centre, m, out[c]);
+    }
+}
+
 #define MAX_THREADS 64
+
+/* CARN's regression body (blocks of 8 channels, 8 anchors, 3x3 regressors): a and b are zeroed
+ * (n, D, h+2, w+2) buffers, a holding the body's input in its interior; blocks alternate between
+ * them, so the output is in a after an even number of blocks, in b after an odd one. Returns 0, -1
+ * for bad sizes, -2 without AVX-512. */
+int medsr_carn_body_planar(float *a, float *b, int n, int h, int w, int blocks, const float *reg_w,
+                           const float *reg_b, const float *sim_w, const float *sim_b, int threads) {
+    if (n < 1 || h < 1 || w < 1 || blocks < 0) return -1;
+    if (!medsr_native_avx512_supported()) return -2;
+    const int rows = n * h;
+    if (threads < 1) threads = 1;
+    if (threads > MAX_THREADS) threads = MAX_THREADS;
+    if (threads > rows) threads = rows;
+    const size_t volume = (size_t)(h + 2) * (w + 2) * D;
+#pragma omp parallel num_threads(threads)
+    {
+        const int t = omp_get_thread_num(), used = omp_get_num_threads();
+        const int row0 = (int)((long)rows * t / used), row1 = (int)((long)rows * (t + 1) / used);
+        for (int blk = 0; blk < blocks; blk++) {
+            const float *src = blk % 2 ? b : a;
+            float *dst = blk % 2 ? a : b;
+            const float *rw = reg_w + (size_t)blk * M * D * D * 9, *rb = reg_b + (size_t)blk * M * D;
+            const float *sw = sim_w + (size_t)blk * M * D * 9, *sb = sim_b + (size_t)blk * M;
+            for (int row = row0; row < row1; row++)
+                carn_block_row(h, w, src + (row / h) * volume, dst + (row / h) * volume, row % h, rw, rb,
+                               sw, sb);
+#pragma omp barrier
+        }
+    }
+    return 0;
+}
 
 /* img: n zero-padded single-channel images (h+2) x (w+2); x, r: zeroed (n, D, h+2, w+2) buffers,
  * x gets the trunk's output in its interior. Returns 0, -1 for bad sizes, -2 without AVX-512. */
@@ -188,6 +253,10 @@ int medsr_new_carn_trunk_planar(const float *img, float *x, float *r, int n, int
 
 #else
 int medsr_native_avx512_supported(void) { return 0; }
+int medsr_carn_body_planar(float *a, float *b, int n, int h, int w, int blocks, const float *reg_w,
+                           const float *reg_b, const float *sim_w, const float *sim_b, int threads) {
+    return -2;
+}
 int medsr_new_carn_trunk_planar(const float *img, float *x, float *r, int n, int h, int w,
                                 const float *head_w, const float *head_b, int blocks,
                                 const float *reg_w, const float *reg_b, const float *sim_w,
