@@ -34,7 +34,7 @@ from torch import nn
 
 from engine.fast import native as native_kernels
 from engine.fast.meta_upscale import FastMetaUpscale, MetaMaps
-from engine.fast.native import NativeCARNBody, NativeNewCARNTrunk
+from engine.fast.native import NativeCARNBody, NativeNewCARNTrunk, NativeSingleOutputConv
 from engine.fast.resample import bicubic_resize
 from engine.models.blocks import AnchoredRegression, FixedScaleNet, ResidualBlock
 from engine.models.carn import CARN
@@ -72,17 +72,25 @@ def inference_form(model: nn.Module, *, channels_last: bool | None = None,
 
 def use_native_kernels(model: nn.Module) -> int:
     """Swap in the native kernels that fit (New CARN's 13-8-8 head and body; CARN's 8-8 regression body
-    on CPUs with AVX-512); returns how many."""
+    on CPUs with AVX-512; k x k convolutions to one channel, k >= 5); returns how many."""
     if not native_kernels.available():
         raise RuntimeError("the native kernels are not built or not usable here (make setup)")
     if isinstance(model, NewCARN) and NativeNewCARNTrunk.supports(model.head, model.body):
         model.body = NativeNewCARNTrunk(model.head, model.body)
         model.head = nn.Identity()
         return 1
+    swapped = 0
     if isinstance(model, CARN) and native_kernels.use_avx512() and NativeCARNBody.supports(model.body):
         model.body = NativeCARNBody(model.body)
-        return 1
-    return 0
+        swapped += 1
+    for module in list(model.modules()):
+        if isinstance(module, (NativeNewCARNTrunk, NativeCARNBody)):
+            continue
+        for name, child in list(module.named_children()):
+            if NativeSingleOutputConv.supports(child):
+                setattr(module, name, NativeSingleOutputConv(child))
+                swapped += 1
+    return swapped
 
 
 @torch.no_grad()

@@ -228,3 +228,39 @@ def test_native_carn_body_equals_torch_on_a_real_slice(lib, real_slice, scale, t
                 assert not any(isinstance(m, NativeCARNBody) for m in inference_form(model).modules())
     finally:
         torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("name,scale", [("srgan", 4.0), ("srcnn_ct", 2.0), ("srcnn", 3.0)])
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+def test_native_single_output_conv_equals_torch_on_real_features(lib, real_slice, name, scale, memory_format):
+    """The last layer (k x k to one channel) of shipped networks, on the features they compute from a
+    real slice: NCHW or channels_last input, a batch of two, an odd crop."""
+    from engine.fast.native import NativeSingleOutputConv
+
+    model = prepare_for_inference(load_weights(shipped_weights_path(name, scale)).model)
+    last = [m for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.out_channels == 1][-1]
+    assert NativeSingleOutputConv.supports(last)
+    features: list[torch.Tensor] = []
+    hook = last.register_forward_hook(lambda _m, args, _out: features.append(args[0]))
+    crop = real_slice[..., 40:77, 30:83]
+    with torch.inference_mode():
+        model(torch.cat([crop, crop.flip(-1)]), scale)
+        hook.remove()
+        x = features[0].contiguous(memory_format=memory_format)
+        native_conv = NativeSingleOutputConv(last)
+        span = float(last(x).abs().max()) + 1.0
+        torch.testing.assert_close(native_conv(x), last(x), atol=TOL * span, rtol=0)
+        with native.switched_off(), pytest.MonkeyPatch.context() as mp:
+            mp.setattr(native, "library", lambda: None)  # not built: the wrapped conv runs
+            torch.testing.assert_close(native_conv(x), last(x), atol=0, rtol=0)
+
+
+def test_single_output_conv_is_only_swapped_where_it_pays():
+    from engine.fast.native import NativeSingleOutputConv
+
+    nn = torch.nn
+    assert NativeSingleOutputConv.supports(nn.Conv2d(32, 1, 9, padding=4))
+    assert not NativeSingleOutputConv.supports(nn.Conv2d(32, 1, 3, padding=1))  # oneDNN is as fast
+    assert not NativeSingleOutputConv.supports(nn.Conv2d(32, 2, 9, padding=4))
+    assert not NativeSingleOutputConv.supports(nn.Conv2d(32, 1, 9, padding=4, stride=2))
+    assert not NativeSingleOutputConv.supports(nn.Conv2d(32, 1, 9, padding=4, padding_mode="reflect"))

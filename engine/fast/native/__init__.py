@@ -3,7 +3,8 @@
 Kernels: New CARN's head conv and residual body (``new_carn.c``), every block fused into two passes
 over an NHWC image; on CPUs with AVX-512 the same over planar images, 16 pixels a vector, where an
 8-channel AVX2 vector uses half the FMA width, and CARN's regression body in that layout
-(``new_carn_avx512.c``); Meta-SRGAN's decode of a zoom box (``meta_decode.c``), the mixed hidden
+(``new_carn_avx512.c``); a network's last k x k convolution to one channel
+(``single_output_conv.c``); Meta-SRGAN's decode of a zoom box (``meta_decode.c``), the mixed hidden
 units of the weight-prediction MLP summed per output pixel in one pass; and the bicubic upscale of a
 box (``bicubic_box.c``), the zoom placeholder and every network's bicubic skip. They are built by
 ``make setup`` (``python -m engine.fast.native``) with the machine's C compiler; without one, on a
@@ -32,7 +33,8 @@ from torch import nn
 log = logging.getLogger(__name__)
 
 HERE = Path(__file__).resolve().parent
-SOURCES = (HERE / "new_carn.c", HERE / "new_carn_avx512.c", HERE / "meta_decode.c", HERE / "bicubic_box.c")
+SOURCES = tuple(HERE / name for name in ("new_carn.c", "new_carn_avx512.c", "meta_decode.c", "bicubic_box.c",
+                                         "single_output_conv.c"))
 LIBRARY = HERE / ("medsr_native.dll" if sys.platform == "win32" else "libmedsr_native.so")
 INNER = ANCHORS = 8  # the sizes the New CARN kernel is compiled for (shipped 13-8-8)
 MAX_UNITS = 256  # the most mixed hidden units the Meta-Upscale decode takes (meta_decode.c)
@@ -76,6 +78,8 @@ def library() -> ctypes.CDLL | None:
     lib.medsr_new_carn_trunk_planar.restype = ctypes.c_int
     lib.medsr_carn_body_planar.argtypes = [f, f, i, i, i, i, f, f, f, f, i]
     lib.medsr_carn_body_planar.restype = ctypes.c_int
+    lib.medsr_single_output_conv.argtypes = [f, i, i, i, i, i, f, ctypes.c_float, f, i]
+    lib.medsr_single_output_conv.restype = ctypes.c_int
     lib.medsr_meta_decode.argtypes = [f, ctypes.c_float, f, i, i, i, f, f, i, f, f, i, f, f, f, i]
     lib.medsr_meta_decode.restype = ctypes.c_int
     return lib
@@ -248,6 +252,49 @@ class NativeCARNBody(nn.Module):
             raise RuntimeError(f"native CARN kernel failed (status {status})")
         out = b if self.blocks % 2 else a
         return out[:, :, 1:-1, 1:-1].contiguous()
+
+
+class NativeSingleOutputConv(nn.Module):
+    """A k x k convolution to one output channel (k >= 5, stride 1, zero 'same' padding) as one
+    native call on the NHWC input (single_output_conv.c): oneDNN runs these last layers at a tenth
+    of its usual speed. The wrapped conv runs where the kernel does not apply."""
+
+    MIN_KERNEL = 5  # at 3x3 oneDNN is as fast
+
+    def __init__(self, conv: nn.Conv2d):
+        super().__init__()
+        self.conv = conv
+        self.k = conv.kernel_size[0]
+        self.bias = float(conv.bias.detach()) if conv.bias is not None else 0.0
+        # [ty][tx][c], flat: a module's .to(memory_format=channels_last) would re-lay out a 4-D buffer
+        taps_last = conv.weight.detach()[0].permute(1, 2, 0).float()
+        self.register_buffer("weight", taps_last.reshape(-1).contiguous())
+
+    @staticmethod
+    def supports(conv: nn.Module) -> bool:
+        if type(conv) is not nn.Conv2d:
+            return False
+        k = conv.kernel_size[0]
+        return (conv.out_channels == 1 and conv.kernel_size == (k, k) and k % 2 == 1
+                and k >= NativeSingleOutputConv.MIN_KERNEL and conv.stride == (1, 1)
+                and conv.dilation == (1, 1) and conv.groups == 1 and conv.padding == (k // 2, k // 2)
+                and conv.padding_mode == "zeros")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        lib = library()
+        if lib is None or x.dtype != torch.float32 or x.device.type != "cpu" or x.dim() != 4:
+            return self.conv(x)
+        n, cin, h, w = x.shape
+        p = self.k // 2
+        # NHWC, padded: a channels_last input is read as it is (the pad is the only copy)
+        padded = torch.nn.functional.pad(x.permute(0, 2, 3, 1), (0, 0, p, p, p, p)).contiguous()
+        out = x.new_empty(n, 1, h, w)
+        status = lib.medsr_single_output_conv(padded.data_ptr(), n, cin, h, w, self.k,
+                                              self.weight.data_ptr(), self.bias, out.data_ptr(),
+                                              torch.get_num_threads())
+        if status != 0:
+            raise RuntimeError(f"native single-output convolution failed (status {status})")
+        return out
 
 
 def meta_decode(q: torch.Tensor, g: torch.Tensor, scale: float, row_pixel: torch.Tensor,
