@@ -104,6 +104,19 @@ def test_batch_norm_folding_is_exact_and_counted():
         torch.testing.assert_close(folded(x, 2), ref_model(x, 2), atol=TOL, rtol=0)
 
 
+@pytest.mark.parametrize("after", [True, False])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_overlapping_pool_fast_form_is_exact(after, channels_last):
+    from engine.fast.inference_form import FastOverlappingMaxPool
+    from engine.models.srcnn_ct import OverlappingMaxPool
+
+    pool = OverlappingMaxPool(pad_after=after)
+    x = torch.randn(2, 5, 17, 23, generator=torch.Generator().manual_seed(3))
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    assert torch.equal(FastOverlappingMaxPool(pool)(x), pool(x))
+
+
 def test_in_place_activations_only_after_fresh_outputs():
     seq = nn.Sequential(nn.Identity(), nn.ReLU(), nn.Conv2d(1, 1, 1), nn.Identity(), nn.ReLU(),
                         nn.PixelShuffle(1), nn.LeakyReLU())
