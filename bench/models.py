@@ -7,13 +7,15 @@ Cases: x2 256^2 -> 512^2 and x4 80^2 -> 320^2 for every network (meta_srgan at x
 - eager_cl: the same in channels_last;
 - fast: ``engine.fast.inference_form`` (the backend ``Upscaler`` runs), layout chosen by its rule;
 - fast_alt: the same with the other memory layout, to check the rule;
-- fast_torch: for networks with a native kernel (New CARN, ``engine.fast.native``), the fast form
-  without it, in torch only.
+- fast_torch: for networks with a native kernel (``engine.fast.native``: New CARN, CARN on AVX-512
+  CPUs, the k x k convolutions to one channel), the fast form without them, in torch only; each row
+  names the native kernels it ran.
 Each row: ms (minimum over --repeat runs, backends interleaved), multiply-accumulates of the eager
 network, GFLOP/s = 2 * MACs / time and % of a float32 matmul peak measured in the same run, and the
 largest difference from eager. Shipped weights are used where they exist; otherwise random weights
 of the shipped architecture ("untrained": same timing, meaningless pictures). bicubic rows time
-torch's interpolate and the banded-matrix form the fast backends use for their skip.
+torch's interpolate and the bicubic the fast backends use for their skip (native where built;
+banded_torch: its banded-matrix torch form).
 
 --volume adds a whole-volume run: New CARN x2 of a synthetic 256x256x176 volume through
 ``upscale_volume``: eager as before (batch 4, one batch at a time), fast one batch at a time, fast
@@ -46,7 +48,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from engine.fast import native as native_kernels  # noqa: E402
 from engine.fast.allocator import retain_freed_memory  # noqa: E402
 from engine.fast.inference_form import inference_form, prefers_channels_last  # noqa: E402
-from engine.fast.native import NativeNewCARNTrunk  # noqa: E402
+from engine.fast.native import (  # noqa: E402
+    NativeCARNBody,
+    NativeNewCARNTrunk,
+    NativeSingleOutputConv,
+)
 from engine.fast.resample import bicubic_resize  # noqa: E402
 from engine.inference import Upscaler, prepare_for_inference, run_to_completion, upscale_volume  # noqa: E402
 from engine.models import build_model, count_parameters, get_card, model_names  # noqa: E402
@@ -135,10 +141,18 @@ def backends(model: nn.Module) -> dict[str, tuple[nn.Module, bool]]:
         "fast": (inference_form(model, channels_last=rule), rule),
         "fast_alt": (inference_form(model, channels_last=not rule), not rule),
     }
-    if any(isinstance(m, NativeNewCARNTrunk) for m in fast.modules()):
+    if native_modules(fast):
         torch_rule = prefers_channels_last(inference_form(model, native=False))
         forms["fast_torch"] = (inference_form(model, channels_last=torch_rule, native=False), torch_rule)
     return forms
+
+
+NATIVE_MODULES = (NativeNewCARNTrunk, NativeCARNBody, NativeSingleOutputConv)
+
+
+def native_modules(net: nn.Module) -> list[str]:
+    """The native kernels in a network's form (engine.fast.native), by class name."""
+    return sorted({type(m).__name__ for m in net.modules() if isinstance(m, NATIVE_MODULES)})
 
 
 def time_interleaved(runs: dict[str, callable], repeat: int) -> dict[str, float]:
@@ -164,8 +178,13 @@ def bench_models(names: list[str], repeat: int, peak: list[float]) -> list[dict]
             case = {"model": name, "scale": scale, "input": f"{side}x{side}",
                     "output": f"{out_hw[0]}x{out_hw[1]}"}
             if name == "bicubic":
+                def banded_torch(x=x, hw=out_hw):
+                    with native_kernels.switched_off():
+                        return bicubic_resize(x, hw)
+
                 ms = time_interleaved({"torch": lambda x=x, hw=out_hw: bicubic_upsample(x, hw),
-                                       "banded": lambda x=x, hw=out_hw: bicubic_resize(x, hw)}, repeat)
+                                       "banded": lambda x=x, hw=out_hw: bicubic_resize(x, hw),
+                                       "banded_torch": banded_torch}, repeat)
                 rows += [{**case, "backend": k, "ms": round(v, 3)} for k, v in ms.items()]
                 continue
             model, trained = load_or_build(name, scale)
@@ -185,7 +204,7 @@ def bench_models(names: list[str], repeat: int, peak: list[float]) -> list[dict]
                     "ms": round(ms[key], 2),
                     "gflops": round(gflops, 1),
                     "max_abs_diff": float(f"{diff[key]:.2g}"), "speedup": round(ms["eager"] / ms[key], 2),
-                    "channels_last": layouts[key][1],
+                    "channels_last": layouts[key][1], "native": native_modules(nets[key]),
                 })
     return rows
 
