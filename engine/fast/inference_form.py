@@ -4,17 +4,20 @@
 left alone (weights are trained against them). The rewrites, each exact up to float rounding:
 
 - batch normalisation after a convolution folded into the convolution (SRResNet trunks);
-- ReLU / LeakyReLU in place where their input is a fresh convolution output; single-slope PReLU as
-  LeakyReLU; residual blocks adding their skip in place (no multiply by a residual scale of 1);
+- a convolution and the ReLU / LeakyReLU after it as one oneDNN call (``FusedConvActivation``; VDSR
+  1.07x), other ReLU / LeakyReLU in place where their input is a fresh convolution output;
+  single-slope PReLU as LeakyReLU; residual blocks adding their skip in place (no multiply by a
+  residual scale of 1); SRCNN-CT's overlapping pooling as two maxima of shifted views;
 - CARN's anchored regression mixed with one multiply-add per anchor into the output, instead of a
   (m x d' x h x w) product tensor and a sum over it (1.2x at 256^2; 2-4x when glibc returns freed
   memory to the kernel, see ``engine.fast.allocator``), New CARN's 1x1 regressors as one GEMM;
 - the bicubic skip of fixed-scale networks as banded matrix products (``engine.fast.resample``), and
   pixel shuffles as one permuting copy in the tensor's own layout;
 - Meta-SRGAN's upscale through ``engine.fast.meta_upscale`` (per-slice maps, no per-pixel kernels);
-- New CARN's head and body as one native call where ``engine.fast.native`` is built (no anchored
-  regression module is left then, so the rule below picks channels_last, which the kernel's NHWC
-  output already is);
+- the native kernels of ``engine.fast.native`` where it is built: New CARN's head and body as one
+  call (no anchored regression module is left then, so the rule below picks channels_last, which
+  the AVX2 kernel's NHWC output already is), CARN's regression body on AVX-512 CPUs, and k x k
+  convolutions to one channel (k >= 5);
 - channels_last memory layout by the rule below.
 
 Layout rule (measured with bench/models.py on the development CPU, both layouts of every network):
@@ -58,6 +61,7 @@ def inference_form(model: nn.Module, *, channels_last: bool | None = None,
         use_native_kernels(fast)
     fold_batch_norms(fast)
     _replace_modules(fast)
+    fuse_conv_activations(fast)
     use_inplace_activations(fast)
     if channels_last is None:
         channels_last = prefers_channels_last(fast)
@@ -124,6 +128,59 @@ def fold_batch_norms(model: nn.Module) -> int:
 _FRESH = (nn.Conv2d, nn.Linear, nn.PReLU)  # modules whose output is a new tensor
 # Modules whose output is their input, a view of it, or new: fresh if their input was.
 _PASS = (nn.Identity, nn.PixelShuffle, nn.ReLU, nn.LeakyReLU)
+
+
+def _pointwise_conv_op():
+    """oneDNN's convolution with a fused activation (the op torch's CPU compiler emits), if this torch
+    build has it."""
+    try:
+        return torch.ops.mkldnn._convolution_pointwise if torch.backends.mkldnn.is_available() else None
+    except (AttributeError, RuntimeError):
+        return None
+
+
+class FusedConvActivation(nn.Module):
+    """A convolution and the ReLU / LeakyReLU after it as one oneDNN call: the activation is applied
+    while the output is still in cache instead of in another pass over it (5-10 % of a conv layer at
+    512^2 x 32 channels)."""
+
+    def __init__(self, conv: nn.Conv2d, act: nn.Module):
+        super().__init__()
+        self.conv, self.act = conv, act
+        if isinstance(act, nn.LeakyReLU):
+            self.attr, self.scalars = "leaky_relu", [float(act.negative_slope)]
+        else:
+            self.attr, self.scalars = "relu", []
+
+    @staticmethod
+    def fits(conv: nn.Module, act: nn.Module) -> bool:
+        return (type(conv) is nn.Conv2d and conv.padding_mode == "zeros" and isinstance(conv.padding, tuple)
+                and type(act) in (nn.ReLU, nn.LeakyReLU) and _pointwise_conv_op() is not None)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type != "cpu" or x.dtype != torch.float32:
+            return self.act(self.conv(x))
+        c = self.conv
+        return _pointwise_conv_op()(x, c.weight, c.bias, list(c.padding), list(c.stride), list(c.dilation),
+                                    c.groups, self.attr, self.scalars, "")
+
+
+def fuse_conv_activations(model: nn.Module) -> int:
+    """In every Sequential, a convolution followed (through Identity) by a ReLU or LeakyReLU becomes a
+    ``FusedConvActivation`` and the activation an Identity; returns how many."""
+    fused = 0
+    for module in list(model.modules()):
+        if not isinstance(module, nn.Sequential):
+            continue
+        for i in range(len(module) - 1):
+            j = i + 1
+            while j < len(module) - 1 and isinstance(module[j], nn.Identity):
+                j += 1
+            if FusedConvActivation.fits(module[i], module[j]):
+                module[i] = FusedConvActivation(module[i], module[j])
+                module[j] = nn.Identity()
+                fused += 1
+    return fused
 
 
 def use_inplace_activations(model: nn.Module) -> None:

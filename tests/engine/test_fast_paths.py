@@ -117,6 +117,28 @@ def test_overlapping_pool_fast_form_is_exact(after, channels_last):
     assert torch.equal(FastOverlappingMaxPool(pool)(x), pool(x))
 
 
+def test_conv_activation_fusion_equals_the_two_layers(monkeypatch):
+    from engine.fast import inference_form as forms
+
+    def net():
+        torch.manual_seed(0)
+        return nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.Identity(), nn.LeakyReLU(0.2),
+                             nn.Conv2d(8, 8, 5, padding=2, bias=False), nn.ReLU(),
+                             nn.Conv2d(8, 1, 3, padding=1)).eval()
+
+    x = torch.rand(2, 3, 19, 23)
+    reference = net()
+    fused = net()
+    assert forms.fuse_conv_activations(fused) == 2
+    assert isinstance(fused[0], forms.FusedConvActivation) and isinstance(fused[4], nn.Identity)
+    with torch.inference_mode():
+        torch.testing.assert_close(fused(x), reference(x), atol=1e-6, rtol=0)
+        torch.testing.assert_close(fused(x.contiguous(memory_format=torch.channels_last)), reference(x),
+                                   atol=1e-6, rtol=0)
+    monkeypatch.setattr(forms, "_pointwise_conv_op", lambda: None)  # a torch build without the op
+    assert forms.fuse_conv_activations(net()) == 0
+
+
 def test_in_place_activations_only_after_fresh_outputs():
     seq = nn.Sequential(nn.Identity(), nn.ReLU(), nn.Conv2d(1, 1, 1), nn.Identity(), nn.ReLU(),
                         nn.PixelShuffle(1), nn.LeakyReLU())
