@@ -7,8 +7,8 @@ Cases: x2 256^2 -> 512^2 and x4 80^2 -> 320^2 for every network (meta_srgan at x
 - eager_cl: the same in channels_last;
 - fast: ``engine.fast.inference_form`` (the backend ``Upscaler`` runs), layout chosen by its rule;
 - fast_alt: the same with the other memory layout, to check the rule;
-- fast_torch: for networks with a native kernel (``engine.fast.native``: New CARN, CARN on AVX-512
-  CPUs, the k x k convolutions to one channel), the fast form without them, in torch only; each row
+- fast_torch: for networks with a native kernel (``engine.fast.native``: New CARN, CARN, the k x k
+  convolutions to one channel), the fast form without them, in torch only; each row
   names the native kernels it ran.
 Each row: ms (minimum over --repeat runs, backends interleaved), multiply-accumulates of the eager
 network, GFLOP/s = 2 * MACs / time and % of a float32 matmul peak measured in the same run, and the

@@ -16,7 +16,7 @@ left alone (weights are trained against them). The rewrites, each exact up to fl
 - Meta-SRGAN's upscale through ``engine.fast.meta_upscale`` (per-slice maps, no per-pixel kernels);
 - the native kernels of ``engine.fast.native`` where it is built: New CARN's head and body as one
   call (no anchored regression module is left then, so the rule below picks channels_last, which
-  the AVX2 kernel's NHWC output already is), CARN's regression body on AVX-512 CPUs, and k x k
+  the AVX2 kernel's NHWC output already is), CARN's regression body, and k x k
   convolutions to one channel (k >= 5);
 - channels_last memory layout by the rule below.
 
@@ -76,8 +76,8 @@ def inference_form(model: nn.Module, *, channels_last: bool | None = None,
 
 
 def use_native_kernels(model: nn.Module) -> int:
-    """Swap in the native kernels that fit (New CARN's 13-8-8 head and body; CARN's 8-8 regression body
-    on CPUs with AVX-512; k x k convolutions to one channel, k >= 5); returns how many."""
+    """Swap in the native kernels that fit (New CARN's 13-8-8 head and body; CARN's 8-8 regression body;
+    k x k convolutions to one channel, k >= 5); returns how many."""
     if not native_kernels.available():
         raise RuntimeError("the native kernels are not built or not usable here (make setup)")
     if isinstance(model, NewCARN) and NativeNewCARNTrunk.supports(model.head, model.body):
@@ -85,7 +85,7 @@ def use_native_kernels(model: nn.Module) -> int:
         model.head = nn.Identity()
         return 1
     swapped = 0
-    if isinstance(model, CARN) and native_kernels.use_avx512() and NativeCARNBody.supports(model.body):
+    if isinstance(model, CARN) and NativeCARNBody.supports(model.body):
         model.body = NativeCARNBody(model.body)
         swapped += 1
     for module in list(model.modules()):

@@ -1,8 +1,8 @@
 """Optional native kernels (C, loaded with ctypes), each with the torch path as its fallback.
 
-Kernels: New CARN's head conv and residual body (``new_carn.c``), every block fused into two passes
-over an NHWC image; on CPUs with AVX-512 the same over planar images, 16 pixels a vector, where an
-8-channel AVX2 vector uses half the FMA width, and CARN's regression body in that layout
+Kernels: New CARN's head conv and residual body, every block fused into two passes over an NHWC
+image, and CARN's regression body (``new_carn.c``, AVX2); on CPUs with AVX-512 both over planar
+images, 16 pixels a vector, where an 8-channel AVX2 vector uses half the FMA width
 (``new_carn_avx512.c``); a network's last k x k convolution to one channel
 (``single_output_conv.c``); Meta-SRGAN's decode of a zoom box (``meta_decode.c``), the mixed hidden
 units of the weight-prediction MLP summed per output pixel in one pass; and the bicubic upscale of a
@@ -77,6 +77,8 @@ def library() -> ctypes.CDLL | None:
     lib.medsr_new_carn_trunk_planar.argtypes = [f, f, f, i, i, i, f, f, i, f, f, f, f, f, f, i]
     lib.medsr_new_carn_trunk_planar.restype = ctypes.c_int
     lib.medsr_carn_body_planar.argtypes = [f, f, i, i, i, i, f, f, f, f, i]
+    lib.medsr_carn_body.argtypes = [f, f, i, i, i, i, f, f, f, f, i]
+    lib.medsr_carn_body.restype = ctypes.c_int
     lib.medsr_carn_body_planar.restype = ctypes.c_int
     lib.medsr_single_output_conv.argtypes = [f, i, i, i, i, i, f, ctypes.c_float, f, i]
     lib.medsr_single_output_conv.restype = ctypes.c_int
@@ -207,8 +209,8 @@ class NativeNewCARNTrunk(nn.Module):
 
 class NativeCARNBody(nn.Module):
     """CARN's regression blocks (``CARNBlock``: 8 channels, 8 anchors, 3x3 regressors) as one native
-    call on CPUs with AVX-512 (new_carn_avx512.c); elsewhere, or when switched off after the swap, the
-    blocks it replaced run as they were. (N, 8, h, w) in and out."""
+    call: planar on CPUs with AVX-512 (new_carn_avx512.c), NHWC with AVX2 (new_carn.c); without the
+    library the blocks it replaced run as they were. (N, 8, h, w) in and out."""
 
     def __init__(self, body: nn.Sequential):
         super().__init__()
@@ -221,6 +223,12 @@ class NativeCARNBody(nn.Module):
                             ("sim_b", [r.similarity.bias for r in regs])):
             self.register_buffer(name, torch.stack([p.detach() for p in parts]).float()
                                  .reshape(self.blocks, -1).contiguous())
+        # the AVX2 kernel's layouts: regressors [k][ty][tx][i][c], anchors [ty][tx][i][a]
+        reg = torch.stack([r.regressors.weight.detach() for r in regs]).float()  # (B, M*D, D, 3, 3)
+        reg = reg.view(self.blocks, ANCHORS, INNER, INNER, 3, 3).permute(0, 1, 4, 5, 3, 2)
+        self.register_buffer("reg_w_nhwc", reg.reshape(self.blocks, -1).contiguous())
+        sim = torch.stack([r.similarity.weight.detach() for r in regs]).float()  # (B, M, D, 3, 3)
+        self.register_buffer("sim_w_nhwc", sim.permute(0, 3, 4, 2, 1).reshape(self.blocks, -1).contiguous())
 
     @staticmethod
     def supports(body: nn.Module) -> bool:
@@ -238,9 +246,10 @@ class NativeCARNBody(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         lib = library()
-        if (lib is None or not use_avx512() or x.dtype != torch.float32 or x.device.type != "cpu"
-                or x.shape[1] != INNER):
+        if lib is None or x.dtype != torch.float32 or x.device.type != "cpu" or x.shape[1] != INNER:
             return self.fallback(x)
+        if not use_avx512():
+            return self._forward_nhwc(lib, x)
         n, _, h, w = x.shape
         a = torch.nn.functional.pad(x, (1, 1, 1, 1)).contiguous()
         b = torch.zeros_like(a)
@@ -252,6 +261,19 @@ class NativeCARNBody(nn.Module):
             raise RuntimeError(f"native CARN kernel failed (status {status})")
         out = b if self.blocks % 2 else a
         return out[:, :, 1:-1, 1:-1].contiguous()
+
+    def _forward_nhwc(self, lib: ctypes.CDLL, x: torch.Tensor) -> torch.Tensor:
+        n, _, h, w = x.shape
+        a = torch.nn.functional.pad(x.permute(0, 2, 3, 1), (0, 0, 1, 1, 1, 1)).contiguous()
+        b = torch.zeros_like(a)
+        status = lib.medsr_carn_body(a.data_ptr(), b.data_ptr(), n, h, w, self.blocks,
+                                     self.reg_w_nhwc.data_ptr(), self.reg_b.data_ptr(),
+                                     self.sim_w_nhwc.data_ptr(), self.sim_b.data_ptr(),
+                                     torch.get_num_threads())
+        if status != 0:
+            raise RuntimeError(f"native CARN kernel (AVX2) failed (status {status})")
+        out = b if self.blocks % 2 else a
+        return out[:, 1:-1, 1:-1].permute(0, 3, 1, 2).contiguous()
 
 
 class NativeSingleOutputConv(nn.Module):

@@ -177,9 +177,71 @@ static void feature_rows(const job_t *j, int b, int row0, int row1) {
     }
 }
 
+/* CARN's block (3x3 regressors) at P pixels: y = x + sum_k softmax_k(S * x + s) * (R_k * x + r_k).
+ * reg_w [k][ty][tx][i][c], reg_b [k][c]; sim_w / sim_b as in pass 1 above. */
+static inline __attribute__((always_inline)) void carn_pixels(const float *x, float *y, size_t stride,
+        const float *reg_w, const float *reg_b, const float *sim_w, const float *sim_b, const int P) {
+    __m256 s[4], acc[4], out[4];
+    float weight[4][M];
+    for (int p = 0; p < P; p++) s[p] = _mm256_loadu_ps(sim_b);
+    conv3x3(x - stride - D, stride, sim_w, s, P);
+    for (int p = 0; p < P; p++) {
+        const __m256 e = exp_nonpositive(_mm256_sub_ps(s[p], all_max(s[p])));
+        _mm256_storeu_ps(weight[p], _mm256_div_ps(e, all_sum(e)));
+        out[p] = _mm256_loadu_ps(x + p * D);
+    }
+    for (int k = 0; k < M; k++) {
+        for (int p = 0; p < P; p++) acc[p] = _mm256_loadu_ps(reg_b + k * D);
+        conv3x3(x - stride - D, stride, reg_w + (size_t)k * 9 * D * D, acc, P);
+        for (int p = 0; p < P; p++) out[p] = _mm256_fmadd_ps(_mm256_set1_ps(weight[p][k]), acc[p], out[p]);
+    }
+    for (int p = 0; p < P; p++) _mm256_storeu_ps(y + p * D, out[p]);
+}
+
+static void carn_rows(const job_t *src, float *dst, int b, int row0, int row1) {
+    const size_t stride = (size_t)(src->w + 2) * D;
+    const float *reg_w = src->reg_w + (size_t)b * M * 9 * D * D, *reg_b = src->reg_b + (size_t)b * M * D;
+    const float *sim_w = src->sim_w + (size_t)b * 9 * D * M, *sim_b = src->sim_b + (size_t)b * M;
+    for (int row = row0; row < row1; row++) {
+        int xx = 0;
+        for (; xx + 4 <= src->w; xx += 4) {
+            const size_t at = pixel(src, row, xx);
+            carn_pixels(src->x + at, dst + at, stride, reg_w, reg_b, sim_w, sim_b, 4);
+        }
+        for (; xx < src->w; xx++) {
+            const size_t at = pixel(src, row, xx);
+            carn_pixels(src->x + at, dst + at, stride, reg_w, reg_b, sim_w, sim_b, 1);
+        }
+    }
+}
+
 #define MAX_THREADS 64
 
 int medsr_new_carn_channels(void) { return D * 100 + M; }
+
+/* CARN's regression body (AVX2, NHWC): a and b zeroed (n, h+2, w+2, D) buffers, a holding the input
+ * in its interior; blocks alternate between them (output in a after an even number, b after an odd
+ * one). Returns 0, or -1 for bad sizes. */
+int medsr_carn_body(float *a, float *b, int n, int h, int w, int blocks, const float *reg_w,
+                    const float *reg_b, const float *sim_w, const float *sim_b, int threads) {
+    if (n < 1 || h < 1 || w < 1 || blocks < 0) return -1;
+    const int rows = n * h;
+    if (threads < 1) threads = 1;
+    if (threads > MAX_THREADS) threads = MAX_THREADS;
+    if (threads > rows) threads = rows;
+#pragma omp parallel num_threads(threads)
+    {
+        const int t = omp_get_thread_num(), used = omp_get_num_threads();
+        const int row0 = (int)((long)rows * t / used), row1 = (int)((long)rows * (t + 1) / used);
+        for (int blk = 0; blk < blocks; blk++) {
+            const job_t src = {.x = blk % 2 ? b : a, .n = n, .h = h, .w = w, .reg_w = reg_w,
+                               .reg_b = reg_b, .sim_w = sim_w, .sim_b = sim_b};
+            carn_rows(&src, blk % 2 ? a : b, blk, row0, row1);
+#pragma omp barrier
+        }
+    }
+    return 0;
+}
 
 /* The head conv (1 -> D channels, 3x3, zero padding) of image rows row0..row1-1 into x's interior. */
 static void head_rows(const job_t *j, const float *img, const float *head_w, const float *head_b,
