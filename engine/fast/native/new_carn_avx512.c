@@ -76,6 +76,22 @@ static inline __mmask16 lanes(int x0, int w) {
     return (__mmask16)((1u << n) - 1u);
 }
 
+/* s[a] = exp(S * x + s - max) for the 8 anchors at 16 pixels; returns 1 / sum_a s[a] (the softmax
+ * weights are s[a] times it). src: the top-left neighbour of the first pixel in channel 0. */
+static inline __attribute__((always_inline)) __m512 anchor_softmax(const float *src, size_t stride,
+        size_t plane, const float *sim_w, const float *sim_b, __mmask16 m, __m512 s[M]) {
+    for (int a = 0; a < M; a++) s[a] = set1(sim_b[a]);
+    conv3x3(src, stride, plane, sim_w, s, m);
+    __m512 top = s[0];
+    for (int a = 1; a < M; a++) top = _mm512_max_ps(top, s[a]);
+    __m512 total = _mm512_setzero_ps();
+    for (int a = 0; a < M; a++) {
+        s[a] = exp_nonpositive(_mm512_sub_ps(s[a], top));
+        total = _mm512_add_ps(total, s[a]);
+    }
+    return _mm512_div_ps(set1(1.0f), total);
+}
+
 /* pass 1 on image row y (interior coordinates) of image `img` */
 static void regress_row(const job512_t *j, int b, float *x, float *r, int y) {
     const size_t stride = (size_t)j->w + 2, plane = stride * (j->h + 2);
@@ -84,16 +100,7 @@ static void regress_row(const job512_t *j, int b, float *x, float *r, int y) {
     for (int x0 = 0; x0 < j->w; x0 += V) {
         const __mmask16 m = lanes(x0, j->w);
         __m512 s[M];
-        for (int a = 0; a < M; a++) s[a] = set1(sim_b[a]);
-        conv3x3(x + (size_t)y * stride + x0, stride, plane, sim_w, s, m);
-        __m512 top = s[0];
-        for (int a = 1; a < M; a++) top = _mm512_max_ps(top, s[a]);
-        __m512 total = _mm512_setzero_ps();
-        for (int a = 0; a < M; a++) {
-            s[a] = exp_nonpositive(_mm512_sub_ps(s[a], top));
-            total = _mm512_add_ps(total, s[a]);
-        }
-        const __m512 inv = _mm512_div_ps(set1(1.0f), total);
+        const __m512 inv = anchor_softmax(x + (size_t)y * stride + x0, stride, plane, sim_w, sim_b, m, s);
         const size_t centre = (size_t)(y + 1) * stride + x0 + 1;
         __m512 xc[D], out[D];
         for (int i = 0; i < D; i++) {
@@ -158,16 +165,7 @@ static void carn_block_row(int h, int w, const float *x, float *out_img, int y, 
         const __mmask16 m = lanes(x0, w);
         const float *src = x + (size_t)y * stride + x0;
         __m512 s[M];
-        for (int a = 0; a < M; a++) s[a] = set1(sim_b[a]);
-        conv3x3(src, stride, plane, sim_w, s, m);
-        __m512 top = s[0];
-        for (int a = 1; a < M; a++) top = _mm512_max_ps(top, s[a]);
-        __m512 total = _mm512_setzero_ps();
-        for (int a = 0; a < M; a++) {
-            s[a] = exp_nonpositive(_mm512_sub_ps(s[a], top));
-            total = _mm512_add_ps(total, s[a]);
-        }
-        const __m512 inv = _mm512_div_ps(set1(1.0f), total);
+        const __m512 inv = anchor_softmax(src, stride, plane, sim_w, sim_b, m, s);
         const size_t centre = (size_t)(y + 1) * stride + x0 + 1;
         __m512 out[D];
         for (int c = 0; c < D; c++) out[c] = _mm512_maskz_loadu_ps(m, x + c * plane + centre);
