@@ -219,6 +219,14 @@ static void carn_rows(const job_t *src, float *dst, int b, int row0, int row1) {
 
 int medsr_new_carn_channels(void) { return D * 100 + M; }
 
+/* OpenMP threads for a kernel over `rows` image rows: the caller's count, at least 1, at most
+ * MAX_THREADS and one per row (also used by new_carn_avx512.c). */
+int medsr_team_size(int threads, int rows) {
+    if (threads > MAX_THREADS) threads = MAX_THREADS;
+    if (threads > rows) threads = rows;
+    return threads < 1 ? 1 : threads;
+}
+
 /* CARN's regression body (AVX2, NHWC): a and b zeroed (n, h+2, w+2, D) buffers, a holding the input
  * in its interior; blocks alternate between them (output in a after an even number, b after an odd
  * one). Returns 0, or -1 for bad sizes. */
@@ -226,9 +234,7 @@ int medsr_carn_body(float *a, float *b, int n, int h, int w, int blocks, const f
                     const float *reg_b, const float *sim_w, const float *sim_b, int threads) {
     if (n < 1 || h < 1 || w < 1 || blocks < 0) return -1;
     const int rows = n * h;
-    if (threads < 1) threads = 1;
-    if (threads > MAX_THREADS) threads = MAX_THREADS;
-    if (threads > rows) threads = rows;
+    threads = medsr_team_size(threads, rows);
 #pragma omp parallel num_threads(threads)
     {
         const int t = omp_get_thread_num(), used = omp_get_num_threads();
@@ -275,9 +281,7 @@ int medsr_new_carn_trunk(const float *img, float *x, float *r, int n, int h, int
                          const float *feat_b, int threads) {
     if (n < 1 || h < 1 || w < 1 || blocks < 0) return -1;
     const int rows = n * h;
-    if (threads < 1) threads = 1;
-    if (threads > MAX_THREADS) threads = MAX_THREADS;
-    if (threads > rows) threads = rows;
+    threads = medsr_team_size(threads, rows);
     const job_t job = {.x = x, .r = r, .n = n, .h = h, .w = w, .blocks = blocks, .reg_w = reg_w,
                        .reg_b = reg_b, .sim_w = sim_w, .sim_b = sim_b, .feat_w = feat_w,
                        .feat_b = feat_b};

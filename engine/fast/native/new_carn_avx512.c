@@ -20,6 +20,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+int medsr_team_size(int threads, int rows); /* new_carn.c */
+
 #if defined(__x86_64__) || defined(__i386__)
 #pragma GCC target("avx512f,avx512dq,fma")
 
@@ -180,7 +182,6 @@ static void carn_block_row(int h, int w, const float *x, float *out_img, int y, 
     }
 }
 
-#define MAX_THREADS 64
 
 /* CARN's regression body (blocks of 8 channels, 8 anchors, 3x3 regressors): a and b are zeroed
  * (n, D, h+2, w+2) buffers, a holding the body's input in its interior; blocks alternate between
@@ -191,9 +192,7 @@ int medsr_carn_body_planar(float *a, float *b, int n, int h, int w, int blocks, 
     if (n < 1 || h < 1 || w < 1 || blocks < 0) return -1;
     if (!medsr_native_avx512_supported()) return -2;
     const int rows = n * h;
-    if (threads < 1) threads = 1;
-    if (threads > MAX_THREADS) threads = MAX_THREADS;
-    if (threads > rows) threads = rows;
+    threads = medsr_team_size(threads, rows);
     const size_t volume = (size_t)(h + 2) * (w + 2) * D;
 #pragma omp parallel num_threads(threads)
     {
@@ -223,9 +222,7 @@ int medsr_new_carn_trunk_planar(const float *img, float *x, float *r, int n, int
     if (n < 1 || h < 1 || w < 1 || blocks < 0) return -1;
     if (!medsr_native_avx512_supported()) return -2;
     const int rows = n * h;
-    if (threads < 1) threads = 1;
-    if (threads > MAX_THREADS) threads = MAX_THREADS;
-    if (threads > rows) threads = rows;
+    threads = medsr_team_size(threads, rows);
     const size_t image = (size_t)(h + 2) * (w + 2), volume = image * D;
     const job512_t job = {.x = x, .r = r, .h = h, .w = w, .blocks = blocks, .reg_w = reg_w,
                           .reg_b = reg_b, .sim_w = sim_w, .sim_b = sim_b, .feat_w = feat_w,
